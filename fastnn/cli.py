@@ -1,0 +1,614 @@
+"""The ``fastnn`` command line (also ``python -m fastnn``).
+
+``fastnn train``    train an MLP (scikit-learn's digits by default, or ``--data FILE``)
+``fastnn predict``  predict with a saved model
+``fastnn bench``    fastnn vs the NumPy reference on this machine, in under a minute
+
+Each subcommand is one ``_add_<name>(subparsers)`` function in :data:`COMMANDS` that declares
+its options and sets ``run``; the ``run`` functions import NumPy, Numba and the engine lazily so
+``fastnn --help`` starts instantly.  User errors (bad paths, unreadable or malformed data, a
+foreign model file) end in one line on stderr and exit status 1, never a traceback (``--debug``
+shows it).  See docs/cli.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+__all__ = ["main", "CLIError", "COMMANDS"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line on stderr, exit status 1."""
+
+
+# --------------------------------------------------------------------------- data files
+def _labels_beside(path):
+    """``X_train.npy`` -> ``y_train.npy``; any other name -> ``y.npy`` in the same folder."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, "y" + name[1:] if name[:1] in "Xx" else "y.npy")
+
+
+def read_data(path, *, target=None, labels=None, features=None, need_y=True):
+    """Read ``(X float64[n, d], y ndarray[n] or None, feature names or None)`` from a file.
+
+    ``.csv``: a header row, ``target`` names the label column (``features`` selects columns);
+    ``.npz``: arrays ``X`` and ``y``; ``.npy``: ``X`` here, labels from ``labels`` or the file
+    beside it (:func:`_labels_beside`).  Any problem raises :class:`CLIError` or ``OSError``.
+    """
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"{path}: is a directory, not a data file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".csv":
+        X, y, names = _read_csv(path, target, features, need_y)
+    elif ext == ".npz":
+        arrays = _np_load(path, ".npz")
+        if not isinstance(arrays, np.lib.npyio.NpzFile) or "X" not in arrays.files:
+            found = ", ".join(arrays.files) if hasattr(arrays, "files") else "a single array"
+            raise CLIError(f"{path}: expected arrays 'X' and 'y' in the .npz (found: {found})")
+        with arrays:
+            X = _array(arrays, "X", path)
+            y = _array(arrays, "y", path) if "y" in arrays.files else None
+        if need_y and y is None:
+            raise CLIError(f"{path}: no labels: the .npz needs an array 'y' beside 'X'")
+        names = None
+    elif ext == ".npy":
+        X = _np_load(path, ".npy")
+        lab = labels or _labels_beside(path)
+        y = _np_load(lab, ".npy") if (labels or need_y) and os.path.exists(lab) else None
+        if labels and y is None:
+            raise CLIError(f"{labels}: no such file")
+        if need_y and y is None:
+            raise CLIError(f"{path}: no labels: pass --labels y.npy or put {lab} beside it")
+        names = None
+    else:
+        raise CLIError(f"{path}: unsupported file type {ext or '(none)'!r}: use .csv, .npz or .npy")
+    X = _features(np.asarray(X), path)
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise CLIError(f"{path}: labels must be 1-D with one per row of X "
+                           f"(X has {X.shape[0]} rows, labels have shape {y.shape})")
+    return X, y, names
+
+
+def _np_load(path, kind):
+    import zipfile
+
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith(b"\x93NUMPY" if kind == ".npy" else b"PK"):
+        raise CLIError(f"{path}: not a {kind} file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CLIError(f"{path}: not a readable {kind} file ({_first_line(exc)})") from None
+
+
+def _array(arrays, key, path):
+    import zipfile
+
+    try:
+        return arrays[key]
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise CLIError(f"{path}: cannot read array {key!r} ({_first_line(exc)})") from None
+
+
+def _features(X, path):
+    import numpy as np
+
+    if X.dtype.kind not in "biuf":
+        raise CLIError(f"{path}: features must be numeric, got dtype {X.dtype}")
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise CLIError(f"{path}: features must be a non-empty 2-D array, got shape {X.shape}")
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        row = int(np.argwhere(~np.isfinite(X))[0, 0])
+        raise CLIError(f"{path}: features contain NaN or infinity (first in row {row})")
+    return X
+
+
+def _read_csv(path, target, features, need_y):
+    import csv
+
+    import numpy as np
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a BOM
+            rows = [row for row in csv.reader(fh) if row and any(c.strip() for c in row)]
+    except UnicodeDecodeError:
+        raise CLIError(f"{path}: not a UTF-8 text CSV file") from None
+    except csv.Error as exc:
+        raise CLIError(f"{path}: malformed CSV ({exc})") from None
+    if len(rows) < 2:
+        raise CLIError(f"{path}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise CLIError(f"{path}: row {i} has {len(row)} fields, the header has {len(header)}")
+    columns = {name: [row[j].strip() for row in rows[1:]] for j, name in enumerate(header)}
+    shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
+    if target is not None and target not in columns and (need_y or features is None):
+        raise CLIError(f"{path}: no column {target!r} (columns: {shown})")
+    if target is None and need_y:
+        raise CLIError(f"{path}: name the label column with --target COLUMN (columns: {shown})")
+    names = list(features) if features is not None else [h for h in header if h != target]
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise CLIError(f"{path}: missing feature column(s) {', '.join(map(repr, missing))}")
+    X = np.empty((len(rows) - 1, len(names)))
+    for j, name in enumerate(names):
+        try:
+            X[:, j] = np.array(columns[name], dtype=np.float64)
+        except ValueError:
+            i, v = next((i, v) for i, v in enumerate(columns[name]) if not _is_number(v))
+            raise CLIError(f"{path}: column {name!r} is not numeric "
+                           f"(row {i + 2}: {v!r})") from None
+    y = None
+    if target is not None and target in columns:
+        y = np.array(columns[target])
+        if all(_is_number(v) for v in y):
+            num = y.astype(np.float64)
+            y = num.astype(np.int64) if np.all(num == np.round(num)) else num
+    return X, y, names
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- train
+def _add_train(sub):
+    p = sub.add_parser("train", help="train an MLP classifier (digits by default)",
+                       description="Train an MLP classifier and report held-out accuracy. "
+                       "Without --data it trains on scikit-learn's digits (8x8 images, 10 classes).")
+    p.add_argument("--data", metavar="PATH", help=".csv (with --target), .npz (X, y) or .npy")
+    p.add_argument("--target", metavar="COLUMN", help="label column of a .csv file")
+    p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy "
+                   "(default: the file beside it with the leading X replaced by y)")
+    p.add_argument("--hidden", default="64", metavar="SIZES", help="hidden sizes, e.g. 128,64")
+    p.add_argument("--activation", default="relu",
+                   choices=["relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"])
+    p.add_argument("--solver", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 1e-3 for adam, 0.05 for sgd with momentum 0.9)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-size", type=_fraction, default=0.2,
+                   help="held-out fraction, never trained on (default 0.2)")
+    p.add_argument("--val-size", type=_fraction, default=0.1,
+                   help="fraction of the training part watched per epoch (default 0.1; 0 = none)")
+    p.add_argument("--save", metavar="MODEL.npz", help="save the trained model")
+    p.add_argument("--plot", metavar="CURVE.png", help="save the loss/accuracy curves")
+    p.add_argument("--quiet", action="store_true", help="only the final summary")
+    p.set_defaults(run=_run_train)
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _parse_hidden(text):
+    """``"128,64"`` -> ``[128, 64]``; ``""`` or ``"0"`` -> no hidden layer."""
+    if text.strip() in ("", "0"):
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = [0]
+    if any(s < 1 for s in sizes):
+        raise CLIError(f"--hidden: expected comma-separated positive sizes like 128,64, got {text!r}")
+    return sizes
+
+
+def _check_writable(*paths):
+    for path in paths:
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise CLIError(f"{path}: the folder to write into does not exist")
+
+
+def _split(n, fraction, rng):
+    """(rest, part) index arrays with ``round(fraction * n)`` (at least 1 if fraction > 0)."""
+    order = rng.permutation(n)
+    k = 0 if fraction == 0 else max(1, int(round(fraction * n)))
+    return order[k:], order[:k]
+
+
+def _run_train(args):
+    import numpy as np
+
+    t0 = time.perf_counter()
+    say = (lambda text: None) if args.quiet else print
+    hidden = _parse_hidden(args.hidden)
+    _check_writable(args.save, args.plot)
+    if args.plot:
+        from fastnn.plot import _matplotlib
+
+        _matplotlib()  # a missing matplotlib fails now, not after training
+    if args.data is None:
+        X, y, names, source = *_digits(), "scikit-learn digits"
+    else:
+        X, y, names = read_data(args.data, target=args.target, labels=args.labels)
+        source = args.data
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        raise CLIError(f"{source}: the labels are fractional numbers, not classes; "
+                       "fastnn train fits classifiers")
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise CLIError(f"{source}: the labels hold a single class ({classes[0]!r}); need >= 2")
+    rng = np.random.default_rng(args.seed)
+    fit_idx, test_idx = _split(X.shape[0], args.test_size, rng)
+    train_idx, val_idx = _split(fit_idx.size, args.val_size, rng)
+    train_idx, val_idx = fit_idx[train_idx], fit_idx[val_idx]
+    if train_idx.size == 0:
+        raise CLIError(f"{source}: {X.shape[0]} rows leave nothing to train on after the splits")
+    mean = X[train_idx].mean(axis=0)
+    scale = X[train_idx].std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = ((X - mean) / scale).astype(args.dtype)
+
+    import fastnn
+
+    sizes = [X.shape[1], *hidden, classes.size]
+    net = fastnn.Network(sizes, activation=args.activation, output="softmax",
+                         dtype=args.dtype, seed=args.seed)
+    if args.solver == "adam":
+        opt = fastnn.Adam(args.lr if args.lr is not None else 1e-3)
+    else:
+        opt = fastnn.SGD(args.lr if args.lr is not None else 0.05, momentum=0.9)
+    say(f"data: {source}: {X.shape[0]} samples, {X.shape[1]} features, {classes.size} classes"
+            f" -> train {train_idx.size}, validation {val_idx.size}, held-out {test_idx.size}")
+    say(f"model: {'-'.join(map(str, sizes))} {args.activation}, softmax output, {args.dtype};"
+            f" {args.solver} lr={opt.lr:g}, batch {args.batch_size}, {args.epochs} epochs,"
+            f" {fastnn.get_num_threads()} threads")
+    val = (Z[val_idx], y_idx[val_idx]) if val_idx.size else None
+    history = fastnn.fit(net, Z[train_idx], y_idx[train_idx], epochs=args.epochs,
+                         batch_size=args.batch_size, optimizer=opt, seed=args.seed,
+                         validation_data=val, verbose=not args.quiet,
+                         callbacks=[] if args.quiet else [_epoch_printer(args.epochs)])
+    secs = history.seconds
+    if test_idx.size:
+        acc = float(np.mean(net.predict(Z[test_idx]) == y_idx[test_idx]))
+        print(f"held-out accuracy: {acc:.4f} ({test_idx.size} samples)")
+    note = ""
+    if len(secs) > 2 and secs[0] > 5 * np.median(secs[1:]):
+        note = f"; the first epoch's {secs[0]:.2f} s include loading or compiling the kernels"
+    print(f"wall time: {time.perf_counter() - t0:.2f} s (training {sum(secs):.2f} s{note})")
+    if args.save:
+        from fastnn import io
+
+        io.save(net, args.save, classes=classes,
+                arrays={"x_mean": mean, "x_scale": scale},
+                metadata={"feature_names": names, "target": args.target, "source": source})
+        print(f"saved model to {args.save}")
+    if args.plot:
+        history.plot(args.plot)
+        print(f"saved curves to {args.plot}")
+    return 0
+
+
+def _digits():
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise CLIError("the default dataset comes with scikit-learn: pip install fastnn[sklearn], "
+                       "or pass --data FILE") from None
+    X, y = load_digits(return_X_y=True)
+    return X, y, None
+
+
+def _epoch_printer(epochs):
+    """fit() callback printing one line per epoch through tqdm (the bar stays intact)."""
+    from tqdm import tqdm
+
+    width = len(str(epochs))
+
+    def callback(epoch, history):
+        i = epoch - 1
+        line = f"epoch {epoch:>{width}}/{epochs}  loss {history.train_loss[i]:.4f}"
+        if history.val_loss[i] is not None:
+            line += (f"  val_loss {history.val_loss[i]:.4f}"
+                     f"  val_accuracy {history.val_accuracy[i]:.4f}")
+        tqdm.write(f"{line}  ({history.seconds[i]:.3f} s)")
+
+    return callback
+
+
+# --------------------------------------------------------------------------- predict
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="predict with a saved model",
+                       description="Predict labels for the rows of a data file with a model saved "
+                       "by `fastnn train --save` (or fastnn.save). Writes CSV; if the file also "
+                       "holds labels, the accuracy goes to stderr.")
+    p.add_argument("--model", required=True, metavar="MODEL.npz")
+    p.add_argument("--data", required=True, metavar="PATH", help=".csv, .npz (X) or .npy (X)")
+    p.add_argument("--target", metavar="COLUMN", help="label column to ignore/score in a .csv")
+    p.add_argument("--output", metavar="PREDS.csv", help="write here instead of stdout")
+    p.add_argument("--proba", action="store_true", help="add one probability column per class")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args):
+    import numpy as np
+
+    from fastnn import io
+
+    _check_writable(args.output)
+    try:
+        model, info = io.load_model(args.model)
+    except FileNotFoundError:
+        raise CLIError(f"{args.model}: no such file") from None
+    meta, arrays = info.get("metadata") or {}, info["arrays"]
+    net = getattr(model, "network_", model)
+    X, y, _ = read_data(args.data, target=args.target or meta.get("target"),
+                        features=meta.get("feature_names"), need_y=False)
+    if X.shape[1] != net.layer_sizes[0]:
+        raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects {net.layer_sizes[0]}")
+    if "x_mean" in arrays:
+        X = (X - arrays["x_mean"]) / arrays["x_scale"]
+    X = X.astype(net.params.dtype)
+    classes = info["classes"]
+    if args.proba and (net.output == "identity" or not hasattr(model, "predict_proba")):
+        raise CLIError(f"--proba: {args.model} is a regression model, it has no probabilities")
+    if model is not net:  # a fitted estimator: its own predict (label encoding included)
+        pred = np.asarray(model.predict(X))
+        proba = np.asarray(model.predict_proba(X)) if args.proba else None
+    else:
+        proba = net.predict_proba(X)
+        if net.output == "softmax":
+            idx = proba.argmax(axis=1)
+            pred = classes[idx] if classes is not None else idx
+        else:
+            pred = proba if net.output == "identity" else (proba > 0.5).astype(np.int64)
+    _write_predictions(args.output, pred, proba if args.proba else None, classes)
+    known = None if classes is None else classes.astype(str)
+    if y is not None and pred.ndim == 1 and (known is None or np.isin(y.astype(str), known).all()):
+        acc = float(np.mean(pred.astype(str) == y.astype(str)))
+        print(f"accuracy: {acc:.4f} ({y.size} labelled rows in {args.data})", file=sys.stderr)
+    return 0
+
+
+def _write_predictions(path, pred, proba, classes):
+    import csv
+
+    fh = open(path, "w", newline="", encoding="utf-8") if path else sys.stdout
+    try:
+        writer = csv.writer(fh)
+        cols = pred.shape[1] if pred.ndim == 2 else 1
+        header = ["prediction"] if cols == 1 else [f"prediction_{j}" for j in range(cols)]
+        if proba is not None:
+            names = classes if classes is not None else range(proba.shape[1])
+            header += [f"p_{c}" for c in names]
+        writer.writerow(header)
+        for i in range(pred.shape[0]):
+            row = [_cell(v) for v in (pred[i] if cols > 1 else [pred[i]])]
+            if proba is not None:
+                row += [f"{v:.6g}" for v in proba[i]]
+            writer.writerow(row)
+    finally:
+        if path:
+            fh.close()
+    if path:
+        print(f"wrote {pred.shape[0]} predictions to {path}", file=sys.stderr)
+
+
+def _cell(v):
+    return f"{v:.7g}" if isinstance(v, float) or getattr(v, "dtype", None) == "float64" else str(v)
+
+
+# --------------------------------------------------------------------------- bench
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="fastnn vs the NumPy reference on this machine (< 1 min)",
+                       description="Time fastnn's kernels and training step against the plain "
+                       "NumPy reference (fastnn.reference) with both pinned to the same number of "
+                       "threads; median of repeats. For the full suite: pytest benchmarks "
+                       "--benchmark-only.")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads for both sides (default: all cores)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--budget", type=float, default=0.4, metavar="SECONDS",
+                   help="time spent per side and row (default 0.4)")
+    p.set_defaults(run=_run_bench)
+
+
+def _median_time(fn, budget):
+    """Median seconds per call of ``fn()`` over ~``budget`` seconds (after one warm-up call)."""
+    import statistics
+
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, int(0.005 / once))  # calls per sample: samples of >= 5 ms
+    repeats = max(5, min(1000, int(budget / (once * number))))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return statistics.median(samples)
+
+
+def _bench_cases(dtype):
+    """(name, reference fn, fastnn fn, calls per fn) for each standard configuration."""
+    import numpy as np
+
+    from fastnn import reference as ref
+    from fastnn.kernels import dense, softmax
+    from fastnn.kernels.activations import IDENTITY, RELU
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4096, 1000)).astype(dtype) * 3
+    labels = rng.integers(0, 1000, 4096)
+    out, sw = np.empty_like(z), np.zeros(0, dtype=dtype)
+    yield ("softmax 4096x1000", lambda: ref.softmax(z), lambda: softmax.softmax(z, out), 1)
+    yield ("softmax + cross-entropy fwd+bwd 4096x1000",
+           lambda: ref.softmax_cross_entropy(z, labels),
+           lambda: softmax.softmax_cross_entropy_labels(z, labels, sw, out), 1)
+    x, w = rng.random((128, 784), dtype=dtype), rng.standard_normal((784, 256)).astype(dtype)
+    b, d = np.zeros(256, dtype), rng.standard_normal((128, 256)).astype(dtype)
+    a, dw, db, dx = np.empty((128, 256), dtype), np.empty_like(w), np.empty_like(b), np.empty_like(x)
+
+    def ref_dense():
+        ref.dense_forward(x, w, b, "relu")
+        ref.dense_backward(x, w, d, None)
+
+    def fast_dense():
+        dense.dense_forward(x, w, b, RELU, a)
+        dense.dense_backward(x, w, d, IDENTITY, dw, db, dx)
+
+    yield "dense fwd+bwd 128x784 -> 256 relu", ref_dense, fast_dense, 1
+    for sizes, batch, act in (((2, 3, 2), 4, "logistic"), ((64, 64, 10), 32, "logistic"),
+                              ((784, 256, 10), 128, "relu")):
+        steps = max(8, 8192 // (batch * max(1, sizes[0] // 64)))
+        yield (f"train step {'-'.join(map(str, sizes))} batch {batch} {act}",
+               *_train_step_pair(sizes, batch, act, steps, dtype, rng), steps)
+
+
+def _train_step_pair(sizes, batch, act, steps, dtype, rng):
+    """Reference and fastnn functions running ``steps`` SGD minibatch steps (lr 0.1, softmax CE),
+    as in benchmarks/bench_train.py: the baseline is ``reference.reference_train_epoch``."""
+    import numpy as np
+
+    import fastnn
+    from fastnn import reference as ref
+    from fastnn.train import run_epoch
+
+    n = steps * batch
+    X = rng.random((n, sizes[0]), dtype=dtype)  # pixel-like inputs in [0, 1)
+    y = rng.integers(0, sizes[-1], n)
+    net = fastnn.Network(list(sizes), activation=act, dtype=dtype, seed=0)
+    opt, order = fastnn.SGD(0.1), np.arange(n)
+    weights = [w.copy() for w in net.weights]
+    biases = [b.copy() for b in net.biases]
+
+    def reference_epoch():
+        ref.reference_train_epoch(weights, biases, net.activations, "softmax", X, y, order,
+                                  batch, ref.ReferenceSGD(lr=0.1))
+
+    def fastnn_epoch():
+        run_epoch(net, X, y, opt, batch_size=batch, order=order)
+
+    return reference_epoch, fastnn_epoch
+
+
+def _run_bench(args):
+    import numpy as np
+
+    import fastnn
+    from fastnn._threads import cpu_count
+
+    threads = fastnn.set_num_threads(args.threads or cpu_count())
+    dtype = np.dtype(args.dtype).type
+    print(f"fastnn bench: {args.dtype}, {threads} thread(s) for numba and BLAS on both sides, "
+          f"median of repeats (~{args.budget:g} s per side and row)")
+    print(f"{'benchmark':<44}{'NumPy ref':>11}{'fastnn':>11}{'speed-up':>10}")
+    for name, ref_fn, fast_fn, calls in _bench_cases(dtype):
+        t_ref = _median_time(ref_fn, args.budget) / calls
+        t_fast = _median_time(fast_fn, args.budget) / calls
+        print(f"{name:<44}{_fmt_time(t_ref):>11}{_fmt_time(t_fast):>11}{t_ref / t_fast:>9.2f}x",
+              flush=True)
+    print("train step: one compiled epoch / steps (fastnn) vs reference.reference_train_epoch;"
+          " full suite: pytest benchmarks --benchmark-only")
+    return 0
+
+
+def _fmt_time(seconds):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+# --------------------------------------------------------------------------- main
+#: subcommand name -> function(subparsers) that adds its parser and sets ``run``.
+COMMANDS = {"train": _add_train, "predict": _add_predict, "bench": _add_bench}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line too (subcommand parsers inherit this class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser():
+    from fastnn import __version__
+
+    parser = _Parser(prog="fastnn", description="Fast, exact MLPs on the CPU.")
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``fastnn`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("fastnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `fastnn predict ... | head`
+        sys.stderr.close()
+        return 0
+    except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:
+        if args.debug:
+            raise
+        print(f"fastnn {args.command}: error: {_message(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, with a way to see more
+        if args.debug:
+            raise
+        print(f"fastnn {args.command}: internal error: {type(exc).__name__}: {_first_line(exc)}"
+              " (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _message(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return _first_line(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
