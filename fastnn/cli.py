@@ -3,12 +3,15 @@
 ``fastnn train``    train an MLP (scikit-learn's digits by default, or ``--data FILE``)
 ``fastnn predict``  predict with a saved model
 ``fastnn bench``    fastnn vs the NumPy reference on this machine, in under a minute
+``fastnn warmup``   compile every kernel once so that later processes start fast
 
 Each subcommand is one ``_add_<name>(subparsers)`` function in :data:`COMMANDS` that declares
 its options and sets ``run``; the ``run`` functions import NumPy, Numba and the engine lazily so
-``fastnn --help`` starts instantly.  User errors (bad paths, unreadable or malformed data, a
-foreign model file) end in one line on stderr and exit status 1, never a traceback (``--debug``
-shows it).  See docs/cli.md.
+``fastnn --help`` starts instantly.  Reading data files lives in :mod:`fastnn._data` (light at
+import: only :class:`CLIError` is taken from it at start-up), the benchmark table in
+:mod:`fastnn._bench` and the compile step in :mod:`fastnn.warmup`, both imported by their
+runners.  User errors (bad paths, unreadable or malformed data, a foreign model file) end in one
+line on stderr and exit status 1, never a traceback (``--debug`` shows it).  See docs/cli.md.
 """
 from __future__ import annotations
 
@@ -17,163 +20,9 @@ import os
 import sys
 import time
 
+from fastnn._data import CLIError, _first_line, read_data
+
 __all__ = ["main", "CLIError", "COMMANDS"]
-
-
-class CLIError(Exception):
-    """A user error: printed as one line on stderr, exit status 1."""
-
-
-# --------------------------------------------------------------------------- data files
-def _labels_beside(path):
-    """``X_train.npy`` -> ``y_train.npy``; any other name -> ``y.npy`` in the same folder."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, "y" + name[1:] if name[:1] in "Xx" else "y.npy")
-
-
-def read_data(path, *, target=None, labels=None, features=None, need_y=True):
-    """Read ``(X float64[n, d], y ndarray[n] or None, feature names or None)`` from a file.
-
-    ``.csv``: a header row, ``target`` names the label column (``features`` selects columns);
-    ``.npz``: arrays ``X`` and ``y``; ``.npy``: ``X`` here, labels from ``labels`` or the file
-    beside it (:func:`_labels_beside`).  Any problem raises :class:`CLIError` or ``OSError``.
-    """
-    import numpy as np
-
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CLIError(f"{path}: is a directory, not a data file")
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".csv":
-        X, y, names = _read_csv(path, target, features, need_y)
-    elif ext == ".npz":
-        arrays = _np_load(path, ".npz")
-        if not isinstance(arrays, np.lib.npyio.NpzFile) or "X" not in arrays.files:
-            found = ", ".join(arrays.files) if hasattr(arrays, "files") else "a single array"
-            raise CLIError(f"{path}: expected arrays 'X' and 'y' in the .npz (found: {found})")
-        with arrays:
-            X = _array(arrays, "X", path)
-            y = _array(arrays, "y", path) if "y" in arrays.files else None
-        if need_y and y is None:
-            raise CLIError(f"{path}: no labels: the .npz needs an array 'y' beside 'X'")
-        names = None
-    elif ext == ".npy":
-        X = _np_load(path, ".npy")
-        lab = labels or _labels_beside(path)
-        y = _np_load(lab, ".npy") if (labels or need_y) and os.path.exists(lab) else None
-        if labels and y is None:
-            raise CLIError(f"{labels}: no such file")
-        if need_y and y is None:
-            raise CLIError(f"{path}: no labels: pass --labels y.npy or put {lab} beside it")
-        names = None
-    else:
-        raise CLIError(f"{path}: unsupported file type {ext or '(none)'!r}: use .csv, .npz or .npy")
-    X = _features(np.asarray(X), path)
-    if y is not None:
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise CLIError(f"{path}: labels must be 1-D with one per row of X "
-                           f"(X has {X.shape[0]} rows, labels have shape {y.shape})")
-    return X, y, names
-
-
-def _np_load(path, kind):
-    import zipfile
-
-    import numpy as np
-
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if not magic.startswith(b"\x93NUMPY" if kind == ".npy" else b"PK"):
-        raise CLIError(f"{path}: not a {kind} file")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise CLIError(f"{path}: not a readable {kind} file ({_first_line(exc)})") from None
-
-
-def _array(arrays, key, path):
-    import zipfile
-
-    try:
-        return arrays[key]
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise CLIError(f"{path}: cannot read array {key!r} ({_first_line(exc)})") from None
-
-
-def _features(X, path):
-    import numpy as np
-
-    if X.dtype.kind not in "biuf":
-        raise CLIError(f"{path}: features must be numeric, got dtype {X.dtype}")
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise CLIError(f"{path}: features must be a non-empty 2-D array, got shape {X.shape}")
-    X = X.astype(np.float64)
-    if not np.isfinite(X).all():
-        row = int(np.argwhere(~np.isfinite(X))[0, 0])
-        raise CLIError(f"{path}: features contain NaN or infinity (first in row {row})")
-    return X
-
-
-def _read_csv(path, target, features, need_y):
-    import csv
-
-    import numpy as np
-
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a BOM
-            rows = [row for row in csv.reader(fh) if row and any(c.strip() for c in row)]
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not a UTF-8 text CSV file") from None
-    except csv.Error as exc:
-        raise CLIError(f"{path}: malformed CSV ({exc})") from None
-    if len(rows) < 2:
-        raise CLIError(f"{path}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    for i, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise CLIError(f"{path}: row {i} has {len(row)} fields, the header has {len(header)}")
-    columns = {name: [row[j].strip() for row in rows[1:]] for j, name in enumerate(header)}
-    shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
-    if target is not None and target not in columns and (need_y or features is None):
-        raise CLIError(f"{path}: no column {target!r} (columns: {shown})")
-    if target is None and need_y:
-        raise CLIError(f"{path}: name the label column with --target COLUMN (columns: {shown})")
-    names = list(features) if features is not None else [h for h in header if h != target]
-    missing = [n for n in names if n not in columns]
-    if missing:
-        raise CLIError(f"{path}: missing feature column(s) {', '.join(map(repr, missing))}")
-    X = np.empty((len(rows) - 1, len(names)))
-    for j, name in enumerate(names):
-        try:
-            X[:, j] = np.array(columns[name], dtype=np.float64)
-        except ValueError:
-            i, v = next((i, v) for i, v in enumerate(columns[name]) if not _is_number(v))
-            raise CLIError(f"{path}: column {name!r} is not numeric "
-                           f"(row {i + 2}: {v!r})") from None
-    y = None
-    if target is not None and target in columns:
-        y = np.array(columns[target])
-        if all(_is_number(v) for v in y):
-            num = y.astype(np.float64)
-            y = num.astype(np.int64) if np.all(num == np.round(num)) else num
-    return X, y, names
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- train
@@ -442,119 +291,40 @@ def _add_bench(sub):
     p.set_defaults(run=_run_bench)
 
 
-def _median_time(fn, budget):
-    """Median seconds per call of ``fn()`` over ~``budget`` seconds (after one warm-up call)."""
-    import statistics
-
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, int(0.005 / once))  # calls per sample: samples of >= 5 ms
-    repeats = max(5, min(1000, int(budget / (once * number))))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
-
-
-def _bench_cases(dtype):
-    """(name, reference fn, fastnn fn, calls per fn) for each standard configuration."""
-    import numpy as np
-
-    from fastnn import reference as ref
-    from fastnn.kernels import dense, softmax
-    from fastnn.kernels.activations import IDENTITY, RELU
-
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((4096, 1000)).astype(dtype) * 3
-    labels = rng.integers(0, 1000, 4096)
-    out, sw = np.empty_like(z), np.zeros(0, dtype=dtype)
-    yield ("softmax 4096x1000", lambda: ref.softmax(z), lambda: softmax.softmax(z, out), 1)
-    yield ("softmax + cross-entropy fwd+bwd 4096x1000",
-           lambda: ref.softmax_cross_entropy(z, labels),
-           lambda: softmax.softmax_cross_entropy_labels(z, labels, sw, out), 1)
-    x, w = rng.random((128, 784), dtype=dtype), rng.standard_normal((784, 256)).astype(dtype)
-    b, d = np.zeros(256, dtype), rng.standard_normal((128, 256)).astype(dtype)
-    a, dw, db, dx = np.empty((128, 256), dtype), np.empty_like(w), np.empty_like(b), np.empty_like(x)
-
-    def ref_dense():
-        ref.dense_forward(x, w, b, "relu")
-        ref.dense_backward(x, w, d, None)
-
-    def fast_dense():
-        dense.dense_forward(x, w, b, RELU, a)
-        dense.dense_backward(x, w, d, IDENTITY, dw, db, dx)
-
-    yield "dense fwd+bwd 128x784 -> 256 relu", ref_dense, fast_dense, 1
-    for sizes, batch, act in (((2, 3, 2), 4, "logistic"), ((64, 64, 10), 32, "logistic"),
-                              ((784, 256, 10), 128, "relu")):
-        steps = max(8, 8192 // (batch * max(1, sizes[0] // 64)))
-        yield (f"train step {'-'.join(map(str, sizes))} batch {batch} {act}",
-               *_train_step_pair(sizes, batch, act, steps, dtype, rng), steps)
-
-
-def _train_step_pair(sizes, batch, act, steps, dtype, rng):
-    """Reference and fastnn functions running ``steps`` SGD minibatch steps (lr 0.1, softmax CE),
-    as in benchmarks/bench_train.py: the baseline is ``reference.reference_train_epoch``."""
-    import numpy as np
-
-    import fastnn
-    from fastnn import reference as ref
-    from fastnn.train import run_epoch
-
-    n = steps * batch
-    X = rng.random((n, sizes[0]), dtype=dtype)  # pixel-like inputs in [0, 1)
-    y = rng.integers(0, sizes[-1], n)
-    net = fastnn.Network(list(sizes), activation=act, dtype=dtype, seed=0)
-    opt, order = fastnn.SGD(0.1), np.arange(n)
-    weights = [w.copy() for w in net.weights]
-    biases = [b.copy() for b in net.biases]
-
-    def reference_epoch():
-        ref.reference_train_epoch(weights, biases, net.activations, "softmax", X, y, order,
-                                  batch, ref.ReferenceSGD(lr=0.1))
-
-    def fastnn_epoch():
-        run_epoch(net, X, y, opt, batch_size=batch, order=order)
-
-    return reference_epoch, fastnn_epoch
-
-
 def _run_bench(args):
-    import numpy as np
+    from fastnn._bench import run_bench
 
-    import fastnn
-    from fastnn._threads import cpu_count
+    return run_bench(args.threads, args.dtype, args.budget)
 
-    threads = fastnn.set_num_threads(args.threads or cpu_count())
-    dtype = np.dtype(args.dtype).type
-    print(f"fastnn bench: {args.dtype}, {threads} thread(s) for numba and BLAS on both sides, "
-          f"median of repeats (~{args.budget:g} s per side and row)")
-    print(f"{'benchmark':<44}{'NumPy ref':>11}{'fastnn':>11}{'speed-up':>10}")
-    for name, ref_fn, fast_fn, calls in _bench_cases(dtype):
-        t_ref = _median_time(ref_fn, args.budget) / calls
-        t_fast = _median_time(fast_fn, args.budget) / calls
-        print(f"{name:<44}{_fmt_time(t_ref):>11}{_fmt_time(t_fast):>11}{t_ref / t_fast:>9.2f}x",
-              flush=True)
-    print("train step: one compiled epoch / steps (fastnn) vs reference.reference_train_epoch;"
-          " full suite: pytest benchmarks --benchmark-only")
+
+# --------------------------------------------------------------------------- warmup
+def _add_warmup(sub):
+    p = sub.add_parser("warmup", help="compile every kernel once (float32 and float64) so that "
+                       "later processes start fast",
+                       description="Compile -- or load from numba's cache -- every fastnn kernel "
+                       "and report the time per step and in total. Run it once per machine (after "
+                       "installing, in an image build, on each cluster worker); NUMBA_CACHE_DIR "
+                       "chooses where the compiled kernels are kept.")
+    p.add_argument("--dtype", choices=["both", "float32", "float64"], default="both",
+                   help="dtypes to compile (default: both)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_run_warmup)
+
+
+def _run_warmup(args):
+    import json
+
+    from fastnn.warmup import DTYPES, warmup
+
+    report = warmup(DTYPES if args.dtype == "both" else (args.dtype,))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report)
     return 0
-
-
-def _fmt_time(seconds):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
 
 
 # --------------------------------------------------------------------------- main
 #: subcommand name -> function(subparsers) that adds its parser and sets ``run``.
-COMMANDS = {"train": _add_train, "predict": _add_predict, "bench": _add_bench}
+COMMANDS = {"train": _add_train, "predict": _add_predict, "bench": _add_bench,
+            "warmup": _add_warmup}
 
 
 class _Parser(argparse.ArgumentParser):

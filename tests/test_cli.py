@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -108,7 +109,8 @@ def test_help_version_and_light_import():
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("fastnn ")
     proc = run()
-    assert proc.returncode == 2 and "train" in proc.stderr and "bench" in proc.stderr
+    assert proc.returncode == 2
+    assert all(c in proc.stderr for c in ("train", "predict", "bench", "warmup")), proc.stderr
     code = ("import sys, fastnn.cli; fastnn.cli.build_parser(); "
             "print(sorted(m for m in ('numpy', 'numba', 'sklearn', 'matplotlib') "
             "if m in sys.modules))")
@@ -123,6 +125,14 @@ def test_bench_prints_a_table():
     rows = [l for l in proc.stdout.splitlines() if l.rstrip().endswith("x")]
     assert len(rows) == 6, proc.stdout
     assert "softmax 4096x1000" in rows[0] and "train step 784-256-10" in rows[-1]
+
+
+@pytest.mark.slow  # ~1 s from the cache, tens of seconds on a cold one
+def test_warmup_reports_the_total_time():
+    proc = run("warmup", "--dtype", "float32")
+    assert proc.returncode == 0, proc.stderr
+    assert re.match(r"fastnn warmup: \d+\.\d+ s for float32\b", proc.stdout), proc.stdout
+    assert "float64" not in proc.stdout  # --dtype reaches fastnn.warmup
 
 
 # --------------------------------------------------------------------------- bad input
