@@ -13,8 +13,10 @@ one set of compiler options:
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
+from pathlib import Path
 
 # numba's OpenMP threading layer spins idle threads by default; on a shared or busy machine a
 # spinning pool made each parallel kernel call cost milliseconds (measured: 1024x100 softmax
@@ -36,6 +38,29 @@ class CacheFallbackWarning(UserWarning):
     """No writable cache location: kernels are compiled in memory in every process."""
 
 
+def _kernel_sources_stamp():
+    """Hash of every file compiled kernel code can come from (this one and fastnn/kernels)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([root / "_jit.py", *(root / "kernels").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+_SOURCES_STAMP = _kernel_sources_stamp()
+
+
+def _stamp_cache(dispatcher):
+    # numba validates a cached kernel against the stamp of its *own* file only, but a kernel
+    # inlines code from other files (the exp of _math.py, the dense layer in the epoch kernel):
+    # without this an edit or upgrade of such a file leaves stale machine code in use.  Adding
+    # the hash of all kernel sources to the stamp invalidates every cached kernel together.
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, _SOURCES_STAMP)
+    return dispatcher
+
+
 def jit(fn=None, *, parallel: bool = False, cache: bool = True, **options):
     """``numba.njit`` with fastnn's options; usable as ``@jit`` or ``@jit(parallel=True)``."""
 
@@ -45,7 +70,7 @@ def jit(fn=None, *, parallel: bool = False, cache: bool = True, **options):
         opts.update(options)
         if cache:
             try:
-                return numba.njit(cache=True, **opts)(f)
+                return _stamp_cache(numba.njit(cache=True, **opts)(f))
             except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
                 if not _warned:
                     _warned = True

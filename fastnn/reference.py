@@ -82,9 +82,15 @@ def _row_max(z):
     return np.where(np.isneginf(m), 0, m).astype(z.dtype, copy=False)
 
 
+def _floating(z):
+    """``z`` as an array of its float dtype; integers and others become float64."""
+    z = np.asarray(z)
+    return z if z.dtype.kind == "f" else z.astype(np.float64)
+
+
 def log_softmax(z):
     """``z - logsumexp(z)`` by rows, with the row max subtracted first."""
-    z = np.asarray(z)
+    z = _floating(z)
     all_masked = np.all(np.isneginf(z), axis=1, keepdims=True)
     shifted = z - _row_max(z)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -95,7 +101,7 @@ def log_softmax(z):
 
 def softmax(z):
     """``exp(z_i - max z) / sum_j exp(z_j - max z)`` by rows."""
-    z = np.asarray(z)
+    z = _floating(z)
     all_masked = np.all(np.isneginf(z), axis=1, keepdims=True)
     e = np.exp(z - _row_max(z))
     with np.errstate(invalid="ignore"):
@@ -122,7 +128,7 @@ def softmax_cross_entropy(logits, targets, sample_weight=None):
     ``targets`` are integer labels ``int[n]`` or probability rows ``float[n, k]``.
     Returns ``(loss, dlogits)`` with ``dlogits = w_i (p_i - y_i) / sum(w)``.
     """
-    z = np.asarray(logits)
+    z = _floating(logits)
     n, k = z.shape
     t = np.asarray(targets)
     y = _one_hot(t, k, z.dtype) if t.ndim == 1 else t.astype(z.dtype, copy=False)
@@ -195,3 +201,109 @@ def dense_backward(a_prev, w, delta, prev_act):
     if prev_act is not None:
         back *= activation_derivative(a_prev, prev_act)
     return dw, db, back
+
+
+# --------------------------------------------------------------------------- network & trainer
+# The training engine's oracle (fastnn.network / fastnn.train) and the benchmark baseline: a
+# network is a list of weight matrices ``w[l] (n_in x n_out)``, a list of biases, the hidden
+# activation names and the output name ("softmax", "sigmoid" or "identity").
+
+def reference_forward(weights, biases, activations, output, x):
+    """Outputs of every layer: ``[h_1, ..., h_m, logits]`` (the output nonlinearity is *not*
+    applied to the last entry)."""
+    outs = []
+    a = x
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        a = dense_forward(a, w, b, activations[l] if l < len(activations) else "identity")
+        outs.append(a)
+    return outs
+
+
+def reference_predict_proba(weights, biases, activations, output, x):
+    """Output-layer values: softmax / sigmoid probabilities, or identity values."""
+    z = reference_forward(weights, biases, activations, output, x)[-1]
+    if output == "softmax":
+        return softmax(z)
+    if output == "sigmoid":
+        return sigmoid(z)
+    return z
+
+
+def reference_loss_and_grad(weights, biases, activations, output, x, y, alpha=0.0,
+                            sample_weight=None):
+    """scikit-learn's objective and its gradient: ``(loss, dweights, dbiases)``.
+
+    ``loss = sum_i w_i l_i / sum(w) + alpha / (2 sum(w)) sum_l ||W_l||^2`` and
+    ``dW_l = a_{l-1}^T delta_l + alpha W_l / sum(w)`` (biases not penalised).
+    """
+    outs = reference_forward(weights, biases, activations, output, x)
+    loss_fn = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_cross_entropy,
+               "identity": squared_error}[output]
+    loss, delta = loss_fn(outs[-1], y, sample_weight)
+    wsum = x.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+    loss += 0.5 * alpha * sum(float(np.sum(w.astype(np.float64) ** 2)) for w in weights) / wsum
+    dws, dbs = [None] * len(weights), [None] * len(weights)
+    for l in range(len(weights) - 1, -1, -1):
+        a_prev = x if l == 0 else outs[l - 1]
+        prev_act = None if l == 0 else activations[l - 1]
+        dw, db, delta_prev = dense_backward(a_prev, weights[l], delta, prev_act)
+        dws[l] = (dw + (alpha / wsum) * weights[l]).astype(x.dtype, copy=False)
+        dbs[l] = db
+        delta = delta_prev
+    return loss, dws, dbs
+
+
+class ReferenceSGD:
+    """scikit-learn's SGD update on lists of arrays (momentum, Nesterov)."""
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
+        self.lr, self.momentum, self.nesterov, self.velocities = lr, momentum, nesterov, None
+
+    def step(self, params, grads):
+        if self.velocities is None:
+            self.velocities = [np.zeros_like(p) for p in params]
+        self.velocities = [self.momentum * v - self.lr * g
+                           for v, g in zip(self.velocities, grads)]
+        updates = self.velocities
+        if self.nesterov:
+            updates = [self.momentum * v - self.lr * g for v, g in zip(self.velocities, grads)]
+        for p, u in zip(params, updates):
+            p += u
+
+
+class ReferenceAdam:
+    """scikit-learn's Adam update on lists of arrays; ``weight_decay`` > 0 gives AdamW."""
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.weight_decay, self.t, self.ms, self.vs = weight_decay, 0, None, None
+
+    def step(self, params, grads):
+        if self.ms is None:
+            self.ms = [np.zeros_like(p) for p in params]
+            self.vs = [np.zeros_like(p) for p in params]
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        self.ms = [b1 * m + (1 - b1) * g for m, g in zip(self.ms, grads)]
+        self.vs = [b2 * v + (1 - b2) * g * g for v, g in zip(self.vs, grads)]
+        lr_t = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        for p, m, v in zip(params, self.ms, self.vs):
+            if self.weight_decay:
+                p *= 1 - self.lr * self.weight_decay
+            p -= lr_t * m / (np.sqrt(v) + self.eps)
+
+
+def reference_train_epoch(weights, biases, activations, output, x, y, order, batch_size,
+                          optimizer, alpha=0.0, sample_weight=None):
+    """One epoch of minibatch training in place on ``weights``/``biases``; visits
+    ``order[i:i + batch_size]`` for each batch (the last one may be partial).  Returns the
+    mean loss ``sum_b loss_b * len_b / len(order)`` (scikit-learn's ``loss_``)."""
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        sw = None if sample_weight is None else sample_weight[idx]
+        loss, dws, dbs = reference_loss_and_grad(weights, biases, activations, output,
+                                                 x[idx], y[idx], alpha, sw)
+        optimizer.step(list(weights) + list(biases), dws + dbs)
+        total += loss * len(idx)
+    return total / len(order)

@@ -1,0 +1,386 @@
+"""One training epoch in one compiled call; the network's forward and loss+gradient kernels.
+
+A network reaches these kernels as flat arrays plus small ``int64`` tables (never lists of
+arrays, whose reflection costs ~60 µs per call):
+
+``sizes : int64[L + 1]``
+    layer widths ``(n_in, h_1, ..., n_out)``; layer ``l`` maps ``sizes[l] -> sizes[l + 1]``.
+``w_off, b_off : int64[L]``
+    start of ``W[l]`` (``sizes[l] x sizes[l+1]``, C order) and ``b[l]`` in ``params``; the
+    gradient and the optimizer state use the same layout.
+``codes : int64[L]``
+    activation code of each layer's output (:mod:`fastnn.kernels.activations`); the last
+    entry is ``IDENTITY``: the output nonlinearity lives in the fused loss.
+``out_kind : int``
+    :data:`OUT_SOFTMAX` (cross-entropy), :data:`OUT_SIGMOID` (binary cross-entropy) or
+    :data:`OUT_IDENTITY` (squared error).
+
+Workspace ``ws`` (one flat buffer of the params' dtype, allocated once per network and batch
+size, see :func:`workspace_size`): an input block ``[B, sizes[0]]`` (when rows are gathered),
+then the activations ``[B, sizes[l+1]]`` of every layer, then the deltas ``dL/dz`` of every
+layer with the same shapes.  The 2-D views are built once per call, never per step (``reshape``
+inside the step loop of a tiny network costs as much as the step), and kept in lists of
+*borrowed* views (:func:`_borrow`) so that reading them costs no reference counting.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.ufunc.parallel import _launch_threads
+
+from fastnn._jit import jit
+from fastnn.kernels._blas import gemm
+from fastnn.kernels.activations import IDENTITY, LOGISTIC, activation_backward, activation_forward
+from fastnn.kernels.dense import dense_backward, dense_forward
+from fastnn.kernels.softmax import (
+    sigmoid_cross_entropy,
+    softmax,
+    softmax_cross_entropy_labels,
+    softmax_cross_entropy_probs,
+    squared_error,
+)
+from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
+
+# numba #8578: a cached kernel that calls a parallel=True kernel (the fused losses) segfaults
+# when it is loaded from the cache in a process whose threading layer is not started yet (only
+# parallel=True functions start it on cache load).  Start it here, once (~40 ms).
+_launch_threads()
+
+__all__ = [
+    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "workspace_size",
+    "network_forward", "network_loss_grad", "train_epoch",
+]
+
+OUT_SOFTMAX = 0
+OUT_SIGMOID = 1
+OUT_IDENTITY = 2
+
+
+def workspace_size(sizes, rows, with_input):
+    """Length of the flat workspace for ``rows`` rows (input block included or not)."""
+    sizes = [int(s) for s in sizes]
+    return rows * ((sizes[0] if with_input else 0) + 2 * sum(sizes[1:]))
+
+
+# --------------------------------------------------------------------------- views
+@intrinsic
+def _borrow(typingctx, arr):
+    """The same array without its reference-counted owner (``meminfo = NULL``).
+
+    Every list ``getitem`` and every slice of an owned array costs an atomic incref/decref
+    pair; on a 2-3-2 network the ~40 views touched per step cost ~400 ns, a third of the
+    step.  Borrowed views skip that.  They are only ever built from the kernel's own
+    arguments and never escape the call, so the caller keeps the memory alive.
+    """
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+
+    return arr(arr), codegen
+
+
+@jit
+def _param_views(params, sizes, w_off, b_off):
+    n_layers = w_off.shape[0]
+    ws = [params[0:0].reshape((0, 0))]
+    bs = [params[0:0]]
+    ws.clear()
+    bs.clear()
+    for l in range(n_layers):
+        d_in, d_out = sizes[l], sizes[l + 1]
+        ws.append(_borrow(params[w_off[l]:w_off[l] + d_in * d_out].reshape((d_in, d_out))))
+        bs.append(_borrow(params[b_off[l]:b_off[l] + d_out]))
+    return ws, bs
+
+
+@jit
+def _work_views(ws, sizes, capacity, rows, with_input):
+    """(x block, activations, deltas) views of ``rows`` rows in a workspace of ``capacity``."""
+    n_layers = sizes.shape[0] - 1
+    off = 0
+    xb = ws[0:0].reshape((0, sizes[0]))
+    if with_input:
+        xb = _borrow(ws[0:rows * sizes[0]].reshape((rows, sizes[0])))
+        off = capacity * sizes[0]
+    acts = [xb]
+    deltas = [xb]
+    acts.clear()
+    deltas.clear()
+    for l in range(n_layers):
+        w = sizes[l + 1]
+        acts.append(_borrow(ws[off:off + rows * w].reshape((rows, w))))
+        off += capacity * w
+    for l in range(n_layers):
+        w = sizes[l + 1]
+        deltas.append(_borrow(ws[off:off + rows * w].reshape((rows, w))))
+        off += capacity * w
+    return xb, acts, deltas
+
+
+# --------------------------------------------------------------------------- one batch
+@jit
+def _forward_loss(x, labels, targets, sw, acts, deltas, wts, bs, codes, out_kind):
+    """Forward pass and fused loss; writes the output delta ``deltas[-1]``; returns the loss."""
+    n_layers = len(wts)
+    a = x
+    for l in range(n_layers):
+        dense_forward(a, wts[l], bs[l], codes[l], acts[l])
+        a = acts[l]
+    z = acts[n_layers - 1]
+    dz = deltas[n_layers - 1]
+    if out_kind == OUT_SOFTMAX:
+        if targets.shape[0] == 0:
+            return softmax_cross_entropy_labels(z, labels, sw, dz)
+        return softmax_cross_entropy_probs(z, targets, sw, dz)
+    if out_kind == OUT_SIGMOID:
+        return sigmoid_cross_entropy(z, targets, sw, dz)
+    return squared_error(z, targets, sw, dz)
+
+
+@jit
+def _weight_sum(sw, n):
+    if sw.shape[0] == 0:
+        return float(n)
+    s = 0.0
+    for i in range(sw.shape[0]):
+        s += sw[i]
+    return s
+
+
+@jit
+def _l2(w, g, c):
+    """``sum(w^2)``, and ``g += c w`` unless ``g`` is empty."""
+    s = 0.0
+    if g.shape[0] == 0:
+        for i in range(w.shape[0]):
+            s += w[i] * w[i]
+    else:
+        for i in range(w.shape[0]):
+            wi = w[i]
+            s += wi * wi
+            g[i] += c * wi
+    return s
+
+
+@jit
+def _fused_sgd_layer(a_prev, delta, w, b, db, vw, vb, lr, mu, c):
+    """SGD (+ classic momentum) on one layer with the update folded into the weight GEMM:
+    ``w = (1 - lr c) w - lr a_prevᵀ δ`` or ``vw = mu vw - lr (a_prevᵀ δ + c w); w += vw``."""
+    t = w.dtype.type
+    n = delta.shape[0]
+    for j in range(db.shape[0]):
+        db[j] = 0
+    for i in range(n):
+        for j in range(db.shape[0]):
+            db[j] += delta[i, j]
+    if mu == 0.0:
+        gemm(True, False, -lr, a_prev, delta, 1.0 - lr * c, w)
+        lr_ = t(lr)
+        for j in range(b.shape[0]):
+            b[j] -= lr_ * db[j]
+    else:
+        gemm(True, False, -lr, a_prev, delta, mu, vw)
+        w1, v1 = w.ravel(), vw.ravel()
+        lrc, lr_, mu_ = t(lr * c), t(lr), t(mu)
+        for i in range(w1.shape[0]):
+            v = v1[i] - lrc * w1[i]
+            v1[i] = v
+            w1[i] += v
+        for j in range(b.shape[0]):
+            v = mu_ * vb[j] - lr_ * db[j]
+            vb[j] = v
+            b[j] += v
+
+
+@jit
+def _backward(x, acts, deltas, wts, bs, dws, dbs, codes, alpha, wsum, update, opt_kind, hp,
+              params, grad, s1, s2, step, vws, vbs, w_off, b_off, fuse_min):
+    """Backward pass from ``deltas[-1]``; with ``update`` each layer is updated as soon as its
+    gradient is known (its old ``W`` is no longer needed).  Returns the L2 loss term.
+
+    Plain SGD and classic momentum fold the update into the weight GEMM for layers of more than
+    ``fuse_min`` multiply-adds (no gradient buffer written and re-read); other layers and
+    optimizers write ``dws``/``dbs`` (views of ``grad``) and update their slice of ``params``.
+    """
+    n_layers = len(wts)
+    n = x.shape[0]
+    c = alpha / wsum
+    sq = 0.0
+    empty = dbs[0][0:0]
+    t = params.dtype.type
+    lr, mu = hp[0], hp[1]
+    nesterov = hp[2] != 0.0
+    sgd = opt_kind == SGD_KIND
+    lr_t = lr if sgd else adam_lr(lr, hp[1], hp[2], step)
+    for l in range(n_layers - 1, -1, -1):
+        a_prev = x if l == 0 else acts[l - 1]
+        d_prev = deltas[0][0:0] if l == 0 else deltas[l - 1]
+        prev_code = IDENTITY if l == 0 else codes[l - 1]
+        w = wts[l]
+        d_in, d_out = w.shape
+        if update and sgd and not nesterov and n * d_in * d_out > fuse_min:
+            if alpha > 0.0:
+                sq += _l2(w.ravel(), empty, 0.0)
+            if l > 0:
+                gemm(False, True, 1.0, deltas[l], w, 0.0, d_prev)
+                activation_backward(a_prev, d_prev, prev_code)
+            _fused_sgd_layer(a_prev, deltas[l], w, bs[l], dbs[l], vws[l], vbs[l], lr, mu, c)
+            continue
+        dense_backward(a_prev, w, deltas[l], prev_code, dws[l], dbs[l], d_prev)
+        if alpha > 0.0:
+            sq += _l2(w.ravel(), dws[l].ravel(), t(c))
+        if update:
+            lo, hi = w_off[l], b_off[l] + d_out
+            if sgd:
+                sgd_range(params, grad, s1, t(lr), t(mu), nesterov, lo, hi)
+            else:
+                adam_range(params, grad, s1, s2, t(lr_t), t(hp[1]), t(hp[2]), t(hp[3]),
+                           t(1.0 - lr * hp[4]), lo, hi)
+    return 0.5 * alpha * sq / wsum
+
+
+@jit
+def network_loss_grad(x, labels, targets, sw, sizes, w_off, b_off, codes, out_kind,
+                      params, alpha, ws, grad):
+    """Loss and flat gradient of the whole network on ``x`` (one batch, no gather).
+
+    Parameters
+    ----------
+    x : float[n, sizes[0]], C-contiguous.
+    labels : int64[n] (softmax, or int64[0]); targets : float[n, k] (or float[0, k]).
+    sw : float[n] sample weights or float[0].
+    sizes, w_off, b_off, codes, out_kind : the network tables (module docstring).
+    params : float[p]; alpha : float — L2 coefficient.
+    ws : float[workspace_size(sizes, n, False)].
+    grad : float[p] — written.
+
+    Returns
+    -------
+    (data_loss, l2_loss) : floats.
+    """
+    wts, bs = _param_views(params, sizes, w_off, b_off)
+    dws, dbs = _param_views(grad, sizes, w_off, b_off)
+    n = x.shape[0]
+    _, acts, deltas = _work_views(ws, sizes, n, n, np.bool_(False))
+    data = _forward_loss(x, labels, targets, sw, acts, deltas, wts, bs, codes, out_kind)
+    none = params[0:0]
+    # np.int64()/np.bool_(): plain values, not literals, so _backward and the kernels it calls
+    # are compiled once for both callers (a literal argument makes numba specialise on it)
+    l2 = _backward(x, acts, deltas, wts, bs, dws, dbs, codes, alpha, _weight_sum(sw, n),
+                   np.bool_(False), np.int64(SGD_KIND), np.zeros(5), params, grad, none, none,
+                   np.int64(1), dws, dbs, w_off, b_off, np.int64(0))
+    return data, l2
+
+
+@jit
+def network_forward(x, sizes, w_off, b_off, codes, out_kind, params, ws, chunk, out):
+    """Output-layer values of the network, ``chunk`` rows at a time (bounded memory).
+
+    ``ws`` is ``float[workspace_size(sizes, chunk, False)]``; ``out : float[n, sizes[-1]]`` gets
+    probabilities (softmax / sigmoid outputs) or values (identity).
+    """
+    wts, bs = _param_views(params, sizes, w_off, b_off)
+    n_layers = len(wts)
+    n = x.shape[0]
+    for c0 in range(0, n, chunk):
+        rows = min(chunk, n - c0)
+        _, acts, _ = _work_views(ws, sizes, chunk, rows, np.bool_(False))
+        a = x[c0:c0 + rows]
+        for l in range(n_layers - 1):
+            dense_forward(a, wts[l], bs[l], codes[l], acts[l])
+            a = acts[l]
+        o = out[c0:c0 + rows]
+        dense_forward(a, wts[n_layers - 1], bs[n_layers - 1], codes[n_layers - 1], o)
+        if out_kind == OUT_SOFTMAX:
+            softmax(o, o)
+        elif out_kind == OUT_SIGMOID:
+            activation_forward(o, np.int64(LOGISTIC))
+
+
+# --------------------------------------------------------------------------- one epoch
+@jit
+def _gather(x, labels, targets, sw, order, i0, rows, xb, lb, tb, wb):
+    d = x.shape[1]
+    k = targets.shape[1]
+    for r in range(rows):
+        src = order[i0 + r]
+        for j in range(d):
+            xb[r, j] = x[src, j]
+        if lb.shape[0] > 0:
+            lb[r] = labels[src]
+        if tb.shape[0] > 0:
+            for j in range(k):
+                tb[r, j] = targets[src, j]
+        if wb.shape[0] > 0:
+            wb[r] = sw[src]
+
+
+@jit
+def train_epoch(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes, out_kind,
+                params, grad, opt_kind, hp, state1, state2, step0, alpha, fuse_min,
+                ws, lb, tb, wb):
+    """Train one epoch: for each minibatch of ``order`` (the last one may be partial) gather the
+    rows, run forward, the fused loss, backward and the optimizer update.
+
+    Parameters
+    ----------
+    x : float[n, d]; labels : int64[n] or int64[0]; targets : float[n, k] or float[0, k];
+    sw : float[n] or float[0] — as :func:`network_loss_grad`.
+    order : int64[m] — rows to visit, in order; batches are ``order[i:i + batch_size]``.
+    batch_size : int >= 1.
+    sizes, w_off, b_off, codes, out_kind : the network tables.
+    params, grad : float[p] — updated in place / scratch.
+    opt_kind : int — ``SGD_KIND`` or ``ADAM_KIND`` (:mod:`fastnn.kernels.optim`).
+    hp : float64[5] — SGD ``(lr, momentum, nesterov, 0, 0)``; Adam/AdamW ``(lr, beta1, beta2,
+        eps, weight_decay)``.
+    state1, state2 : float[p] or float[0] — SGD velocity (state2 unused); Adam ``m``, ``v``.
+    step0 : int — optimizer steps taken before this epoch (Adam's ``t``).
+    alpha : float — L2 coefficient.
+    fuse_min : int — layers above this many multiply-adds fold SGD into the weight GEMM.
+    ws : float[workspace_size(sizes, batch_size, True)];
+    lb : int64[batch_size] (labels) or int64[0]; tb : float[batch_size, k] or float[0, k];
+    wb : float[batch_size] or float[0] — gather buffers.
+
+    Returns
+    -------
+    (data_sum, l2_sum, steps, finite) : ``data_sum = sum_b data_loss_b * len_b`` (and the same
+    for the L2 term) over the ``steps`` completed updates; ``finite`` is False when a batch loss
+    was not finite — that batch's update was not applied and the epoch stopped there.
+    """
+    lb, tb, wb = _borrow(lb), _borrow(tb), _borrow(wb)
+    wts, bs = _param_views(params, sizes, w_off, b_off)
+    dws, dbs = _param_views(grad, sizes, w_off, b_off)
+    vws, vbs = _param_views(state1 if state1.shape[0] > 0 else grad, sizes, w_off, b_off)
+    m = order.shape[0]
+    xb, acts, deltas = _work_views(ws, sizes, batch_size, batch_size, np.bool_(True))
+    last = m % batch_size
+    xr, acts_r, deltas_r = _work_views(ws, sizes, batch_size, last, np.bool_(True))
+    data_sum = 0.0
+    l2_sum = 0.0
+    steps = 0
+    for i0 in range(0, m, batch_size):
+        rows = min(batch_size, m - i0)
+        full = rows == batch_size
+        xv = xb if full else xr
+        av = acts if full else acts_r
+        dv = deltas if full else deltas_r
+        lv = lb[:rows] if lb.shape[0] > 0 else lb
+        tv = tb[:rows] if tb.shape[0] > 0 else tb
+        wv = wb[:rows] if wb.shape[0] > 0 else wb
+        _gather(x, labels, targets, sw, order, i0, rows, xv, lv, tv, wv)
+        data = _forward_loss(xv, lv, tv, wv, av, dv, wts, bs, codes, out_kind)
+        if not math.isfinite(data):
+            return data_sum, l2_sum, steps, False
+        l2 = _backward(xv, av, dv, wts, bs, dws, dbs, codes, alpha, _weight_sum(wv, rows),
+                       np.bool_(True),
+                       opt_kind, hp, params, grad, state1, state2, step0 + steps + 1, vws, vbs,
+                       w_off, b_off, fuse_min)
+        data_sum += data * rows
+        l2_sum += l2 * rows
+        steps += 1
+    return data_sum, l2_sum, steps, True

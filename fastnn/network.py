@@ -1,0 +1,273 @@
+"""The model: layer sizes, activations, an output/loss pair and ONE flat parameter buffer."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from fastnn.kernels import epoch as _k
+
+from fastnn.kernels.activations import ACTIVATIONS, IDENTITY
+
+__all__ = ["Network", "OUTPUTS"]
+
+#: output name -> kernel code; "logistic" is accepted as an alias of "sigmoid"
+OUTPUTS = {"softmax": _k.OUT_SOFTMAX, "sigmoid": _k.OUT_SIGMOID, "identity": _k.OUT_IDENTITY}
+_OUTPUT_ALIASES = {"logistic": "sigmoid"}
+_HIDDEN_NAMES = ("identity", "logistic", "tanh", "relu", "leaky_relu")
+_ACT_ALIASES = {"sigmoid": "logistic"}
+#: rows per chunk in forward()/predict(): bounds the hidden-layer temporaries
+_FORWARD_ELEMENTS = 1 << 22
+
+
+def _canonical_activation(name, where):
+    if not isinstance(name, str):
+        raise TypeError(f"{where} must be a string, got {type(name).__name__}")
+    canon = _ACT_ALIASES.get(name, name)
+    if canon not in _HIDDEN_NAMES:
+        raise ValueError(
+            f"{where} must be one of {', '.join(_HIDDEN_NAMES)} (or 'sigmoid'), got {name!r}")
+    return canon
+
+
+def _random_state(seed):
+    if seed is None or isinstance(seed, numbers.Integral):
+        return np.random.RandomState(seed)
+    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
+        return seed
+    raise TypeError(f"seed must be None, an int, a numpy RandomState or Generator, got {seed!r}")
+
+
+def _check_input(X, n_features, name="X"):
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the network expects {n_features}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
+    return X
+
+
+def _as_input(X, n_features, dtype, name="X"):
+    return np.ascontiguousarray(_check_input(X, n_features, name), dtype=dtype)
+
+
+def all_finite(a, rows=1 << 14):
+    """``np.isfinite(a).all()`` without an ``a``-sized boolean temporary."""
+    if a.dtype.kind != "f":
+        return True
+    return all(np.isfinite(a[i:i + rows]).all() for i in range(0, max(a.shape[0], 1), rows))
+
+
+class Network:
+    """A multilayer perceptron with one flat parameter buffer.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_in, h_1, ..., h_m, n_out)``, at least two entries, all >= 1.
+    activation : str or sequence of str
+        Hidden activation: one name for every hidden layer, or one per hidden layer, among
+        ``identity``, ``logistic`` (alias ``sigmoid``), ``tanh``, ``relu``, ``leaky_relu``.
+    output : {"softmax", "sigmoid", "identity"}
+        Output layer and its loss: softmax + cross-entropy (multiclass), sigmoid + binary
+        cross-entropy (binary / multilabel; ``"logistic"`` is an alias), identity + squared
+        error (regression).
+    dtype : {"float32", "float64"}
+    seed : None, int, numpy RandomState or Generator
+        Initialisation is scikit-learn's ``_init_coef``: per layer, ``W`` then ``b`` drawn from
+        ``uniform(-r, r)`` in float64 and cast, ``r = sqrt(6 / (fan_in + fan_out))``, or
+        ``sqrt(2 / ...)`` when the activation is logistic (the output layer uses the last hidden
+        layer's activation).  An int seeds ``np.random.RandomState``, so with the same
+        ``random_state`` the weights equal scikit-learn's.
+
+    Attributes
+    ----------
+    layer_sizes : tuple of int
+    activations : tuple of str — canonical hidden activation names (one per hidden layer).
+    output : str — canonical output name.
+    dtype : numpy.dtype
+    n_layers : int — number of weight layers (``len(layer_sizes) - 1``).
+    params : float[p] — all parameters: ``W[0], b[0], W[1], b[1], ...``.
+    weights, biases : lists of views into ``params`` (``W[l]`` is C-contiguous
+        ``n_in x n_out``); writing into them writes into ``params``.
+    """
+
+    def __init__(self, layer_sizes, activation="relu", output="softmax", dtype="float32",
+                 seed=None):
+        try:
+            sizes = tuple(int(s) for s in layer_sizes)
+        except (TypeError, ValueError):
+            raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}") from None
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(
+                f"layer_sizes must have at least 2 entries, all >= 1, got {layer_sizes!r}")
+        n_hidden = len(sizes) - 2
+        if isinstance(activation, str):
+            acts = (_canonical_activation(activation, "activation"),) * n_hidden
+        else:
+            acts = tuple(_canonical_activation(a, "activation") for a in activation)
+            if len(acts) != n_hidden:
+                raise ValueError(
+                    f"activation has {len(acts)} entries but layer_sizes has {n_hidden} hidden "
+                    "layers: give one name, or one per hidden layer")
+        if not isinstance(output, str) or _OUTPUT_ALIASES.get(output, output) not in OUTPUTS:
+            raise ValueError(f"output must be one of softmax, sigmoid, identity, got {output!r}")
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+
+        self.layer_sizes = sizes
+        self.activations = acts
+        self.output = _OUTPUT_ALIASES.get(output, output)
+        self.dtype = dt
+        self.n_layers = len(sizes) - 1
+        self._build_layout()
+        self._init_params(_random_state(seed))
+
+    # ------------------------------------------------------------------ layout
+    def _build_layout(self):
+        sizes = self.layer_sizes
+        w_off, b_off, off = [], [], 0
+        for l in range(self.n_layers):
+            w_off.append(off)
+            off += sizes[l] * sizes[l + 1]
+            b_off.append(off)
+            off += sizes[l + 1]
+        self._sizes = np.array(sizes, dtype=np.int64)
+        self._w_off = np.array(w_off, dtype=np.int64)
+        self._b_off = np.array(b_off, dtype=np.int64)
+        self._codes = np.array([ACTIVATIONS[a] for a in self.activations] + [IDENTITY],
+                               dtype=np.int64)
+        self._out_kind = OUTPUTS[self.output]
+        self.params = np.zeros(off, dtype=self.dtype)
+        self._make_views()
+        self._workspaces = {}
+
+    def _make_views(self):
+        sizes, p = self.layer_sizes, self.params
+        self.weights = [p[o:o + sizes[l] * sizes[l + 1]].reshape(sizes[l], sizes[l + 1])
+                        for l, o in enumerate(self._w_off)]
+        self.biases = [p[o:o + sizes[l + 1]] for l, o in enumerate(self._b_off)]
+
+    def _init_params(self, rng):
+        for l in range(self.n_layers):
+            fan_in, fan_out = self.layer_sizes[l], self.layer_sizes[l + 1]
+            act = self.activations[min(l, len(self.activations) - 1)] if self.activations else ""
+            bound = np.sqrt((2.0 if act == "logistic" else 6.0) / (fan_in + fan_out))
+            self.weights[l][...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+            self.biases[l][...] = rng.uniform(-bound, bound, fan_out)
+
+    @property
+    def n_params(self):
+        """Number of parameters (length of :attr:`params`)."""
+        return self.params.shape[0]
+
+    def _workspace(self, key, size):
+        """Scratch buffer reused across calls (one per purpose and size)."""
+        ws = self._workspaces.get(key)
+        if ws is None or ws.shape[0] < size:
+            ws = np.empty(size, dtype=self.dtype)
+            self._workspaces[key] = ws
+        return ws
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, X):
+        """Output-layer values: probabilities for softmax/sigmoid, values for identity.
+
+        ``X : float[n, layer_sizes[0]]`` (any numeric dtype; converted to :attr:`dtype`).
+        Returns ``float[n, layer_sizes[-1]]`` of :attr:`dtype`.  Rows are processed in bounded
+        chunks (also the dtype conversion), so no temporary grows with ``n``.
+        """
+        X = _check_input(X, self.layer_sizes[0])
+        n = X.shape[0]
+        hidden = max(1, sum(self.layer_sizes[1:-1]))
+        chunk = max(1, min(n, max(256, _FORWARD_ELEMENTS // hidden)))
+        ws = self._workspace("forward", _k.workspace_size(self.layer_sizes, chunk, False))
+        out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
+        ready = X.dtype == self.dtype and X.flags.c_contiguous
+        step = max(n, 1) if ready else max(chunk, 1 << 14)
+        for i in range(0, n, step):
+            xi = X[i:i + step] if ready else np.ascontiguousarray(X[i:i + step], dtype=self.dtype)
+            _k.network_forward(xi, self._sizes, self._w_off, self._b_off, self._codes,
+                               self._out_kind, self.params, ws, chunk, out[i:i + step])
+        return out
+
+    def predict_proba(self, X):
+        """Same as :meth:`forward` (probabilities for softmax and sigmoid outputs)."""
+        return self.forward(X)
+
+    def predict(self, X):
+        """Argmax class index (softmax, int64[n]), 0/1 indicators (sigmoid, int64[n, k]) or
+        values (identity, float[n, k])."""
+        out = self.forward(X)
+        if self.output == "softmax":
+            return np.argmax(out, axis=1)
+        if self.output == "sigmoid":
+            return (out > 0.5).astype(np.int64)
+        return out
+
+    # ------------------------------------------------------------------ training math
+    def loss_and_grad(self, X, y, alpha=0.0, sample_weight=None):
+        """Mean loss and its gradient with respect to :attr:`params`.
+
+        ``loss = sum_i w_i l_i / sum(w) + alpha / (2 sum(w)) sum_l ||W_l||^2`` (biases are not
+        penalised; ``sum(w) = n`` without sample weights) — scikit-learn's objective.
+
+        Parameters
+        ----------
+        X : float[n, n_in]; y : targets as :func:`fastnn.train.prepare_targets` accepts
+            (labels int[n] or probability rows for softmax; float[n, k] otherwise).
+        alpha : float >= 0; sample_weight : float[n] >= 0 or None.
+
+        Returns
+        -------
+        (loss, grad) : float and float[p] (a new array shaped like :attr:`params`).
+        """
+        from fastnn.train import _prepare_inputs
+
+        X, labels, targets, sw = _prepare_inputs(self, X, y, sample_weight, alpha)
+        grad = np.empty_like(self.params)
+        data, l2 = self._loss_grad(X, labels, targets, sw, alpha, grad)
+        return data + l2, grad
+
+    def _loss_grad(self, X, labels, targets, sw, alpha, grad):
+        ws = self._workspace("loss_grad", _k.workspace_size(self.layer_sizes, X.shape[0], False))
+        return _k.network_loss_grad(X, labels, targets, sw, self._sizes, self._w_off,
+                                    self._b_off, self._codes, self._out_kind, self.params,
+                                    float(alpha), ws, grad)
+
+    # ------------------------------------------------------------------ misc
+    def copy(self):
+        """An independent copy (same architecture, copied parameters)."""
+        new = Network.__new__(Network)
+        new.layer_sizes, new.activations, new.output = self.layer_sizes, self.activations, self.output
+        new.dtype, new.n_layers = self.dtype, self.n_layers
+        new._build_layout()
+        new.params[...] = self.params
+        return new
+
+    def save(self, path):
+        """Write the network to ``path`` (see :func:`fastnn.save`)."""
+        from fastnn.io import save
+
+        save(self, path)
+
+    def __getstate__(self):
+        return {"layer_sizes": self.layer_sizes, "activations": self.activations,
+                "output": self.output, "dtype": self.dtype.name, "params": self.params}
+
+    def __setstate__(self, state):
+        self.layer_sizes = tuple(state["layer_sizes"])
+        self.activations = tuple(state["activations"])
+        self.output = state["output"]
+        self.dtype = np.dtype(state["dtype"])
+        self.n_layers = len(self.layer_sizes) - 1
+        self._build_layout()
+        self.params[...] = state["params"]
+
+    def __repr__(self):
+        acts = self.activations[0] if len(set(self.activations)) == 1 else list(self.activations)
+        return (f"Network({list(self.layer_sizes)}, activation={acts!r}, "
+                f"output={self.output!r}, dtype={self.dtype.name!r})")

@@ -1,0 +1,375 @@
+"""Training: :func:`fit` (the Python epoch loop) over :func:`run_epoch` (ONE compiled call).
+
+``fit`` validates everything once, then per epoch draws a shuffled order, calls
+:func:`run_epoch` (gather, forward, fused loss, backward and the optimizer update for every
+minibatch inside one compiled kernel), evaluates the validation set, applies the learning-rate
+schedule and calls the callbacks.  Estimators with their own loop (``fastnn.sklearn``) call
+:func:`prepare_targets` once and :func:`run_epoch` per epoch.
+"""
+from __future__ import annotations
+
+import numbers
+import time
+
+import numpy as np
+
+from fastnn.kernels import epoch as _k
+from fastnn.optim import _Optimizer, make_schedule
+
+__all__ = ["fit", "run_epoch", "prepare_targets", "History", "NonFiniteLossError"]
+
+
+#: layers with more multiply-adds than this fold plain/momentum SGD into the weight GEMM
+#: (the same threshold at which the dense kernels switch from loops to BLAS)
+_FUSE_MIN = 256
+#: progress-bar updates per epoch in fit(verbose=True)
+_BAR_UPDATES = 10
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A minibatch loss was NaN or inf; the network keeps its last finite weights."""
+
+
+class History:
+    """Per-epoch record returned by :func:`fit`.
+
+    Attributes (lists with one entry per completed epoch)
+    ----------------------------------------------------
+    train_loss : mean training loss of the epoch, ``sum_b loss_b * len_b / n`` including the L2
+        term (scikit-learn's ``loss_curve_``).
+    val_loss : validation data loss (no L2 term), or None without ``validation_data``.
+    val_accuracy : validation accuracy for softmax / sigmoid outputs (subset accuracy for
+        multilabel), None for identity outputs or without validation data.
+    val_r2 : validation R^2 (uniform average over outputs) for identity outputs, else None.
+    seconds : wall time of the epoch's training call (validation excluded).
+    lr : learning rate used during the epoch.
+    stop_reason : None, or why training stopped before ``epochs`` ("callback", "schedule").
+    """
+
+    def __init__(self):
+        self.train_loss, self.val_loss, self.val_accuracy, self.val_r2 = [], [], [], []
+        self.seconds, self.lr = [], []
+        self.stop_reason = None
+
+    @property
+    def epochs(self):
+        """Number of completed epochs."""
+        return len(self.train_loss)
+
+    def __len__(self):
+        return len(self.train_loss)
+
+    def as_dict(self):
+        return {k: list(getattr(self, k)) for k in
+                ("train_loss", "val_loss", "val_accuracy", "val_r2", "seconds", "lr")}
+
+    def plot(self, path):
+        """Write a PNG of the curves (needs matplotlib); returns the path."""
+        from fastnn.plot import plot_history
+
+        return plot_history(self, path)
+
+    def __repr__(self):
+        last = f", last train_loss={self.train_loss[-1]:.6g}" if self.train_loss else ""
+        return f"History(epochs={self.epochs}{last})"
+
+
+# --------------------------------------------------------------------------- validation
+def _check_finite(a, name):
+    from fastnn.network import all_finite
+
+    if not all_finite(a):
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def prepare_targets(net, y, name="y"):
+    """Targets in the engine's form: ``int64[n]`` labels (softmax; probability rows
+    ``float[n, k]`` also allowed) or C-contiguous ``float[n, k]`` of ``net.dtype``
+    (sigmoid, identity; a 1-D ``y`` is accepted when ``k == 1``).  Validates values."""
+    y = np.asarray(y)
+    k = net.layer_sizes[-1]
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {y.dtype}")
+    _check_finite(y, name)
+    if net.output == "softmax" and y.ndim == 1:
+        if y.dtype.kind == "f" and not np.array_equal(y, np.floor(y)):
+            raise ValueError(f"{name} must hold integer class labels for a softmax output")
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise ValueError(f"{name} has labels out of range: they must be in [0, {k - 1}] for "
+                             f"{k} outputs, got min {y.min()} and max {y.max()}")
+        return np.ascontiguousarray(y, dtype=np.int64)
+    if y.ndim == 1 and k == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != k:
+        want = "labels int[n] or probability rows" if net.output == "softmax" else "values"
+        raise ValueError(f"{name} must have shape (n_samples, {k}) ({want}), got {y.shape}")
+    if net.output != "identity" and y.size and (y.min() < 0 or y.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1] for a {net.output} output")
+    return np.ascontiguousarray(y, dtype=net.dtype)
+
+
+def _prepare_inputs(net, X, y, sample_weight, alpha, xname="X", yname="y"):
+    """Validated (X, labels, targets, sw) ready for the kernels."""
+    from fastnn.network import _as_input
+
+    X = np.asarray(X)
+    if X.dtype.kind in "biuf":
+        _check_finite(X, xname)
+    X = _as_input(X, net.layer_sizes[0], net.dtype, xname)
+    t = prepare_targets(net, y, yname)
+    if t.shape[0] != X.shape[0]:
+        raise ValueError(f"{xname} has {X.shape[0]} rows but {yname} has {t.shape[0]}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0 \
+            or not np.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    sw = _prepare_weights(sample_weight, X.shape[0], net.dtype)
+    labels, targets = _split_targets(net, t)
+    return X, labels, targets, sw
+
+
+def _prepare_weights(sample_weight, n, dtype):
+    if sample_weight is None:
+        return np.zeros(0, dtype=dtype)
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf" or sw.shape != (n,):
+        raise ValueError(f"sample_weight must be a 1-D array of {n} numbers, got shape {sw.shape}")
+    _check_finite(sw, "sample_weight")
+    if sw.size and (sw.min() < 0 or sw.sum() <= 0):
+        raise ValueError("sample_weight must be >= 0 with a positive sum")
+    return np.ascontiguousarray(sw, dtype=dtype)
+
+
+def _split_targets(net, t):
+    if t.ndim == 1:
+        return t, np.zeros((0, net.layer_sizes[-1]), dtype=net.dtype)
+    return np.zeros(0, dtype=np.int64), t
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- one epoch
+def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weight=None,
+              data_loss_scale=1.0):
+    """Train ``net`` for one epoch in one compiled call; return the epoch's mean loss.
+
+    Parameters
+    ----------
+    net : Network
+    X : float[n, n_in] of ``net.dtype``, C-contiguous (not validated here).
+    y : output of :func:`prepare_targets`.
+    optimizer : SGD, Adam or AdamW.
+    batch_size : int >= 1; the last minibatch of ``order`` may be smaller.
+    order : int64[m] — row indices to visit, in that order (a permutation for shuffling).
+    alpha : float — L2 coefficient; sample_weight : float[n] of ``net.dtype`` or None.
+    data_loss_scale : float — multiplies the data term of the *reported* loss only (never the
+        gradient): MLPRegressor passes ``1 / n_outputs`` to match scikit-learn's ``loss_``.
+
+    Returns
+    -------
+    float : ``sum_b (scale * data_loss_b + l2_b) * len_b / m`` (scikit-learn's ``loss_``).
+
+    Raises
+    ------
+    NonFiniteLossError
+        when a minibatch loss is NaN/inf: that update is not applied; ``net.params`` keep the
+        last finite weights (restored to the start of the epoch if they are non-finite too).
+    """
+    if X.dtype != net.dtype or not X.flags.c_contiguous or X.ndim != 2:
+        raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
+                        f"fit for validation), got {X.dtype} {X.shape}")
+    if y.ndim != 2 and not (y.ndim == 1 and net.output == "softmax"):
+        raise TypeError(f"y must come from prepare_targets: float[n, {net.layer_sizes[-1]}] for "
+                        f"a {net.output} output, got shape {y.shape}")
+    # no copy when the caller followed the contract; a cheap fix-up (not an error) otherwise
+    y = np.ascontiguousarray(y, dtype=np.int64 if y.ndim == 1 else net.dtype)
+    if sample_weight is not None:
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
+    labels, targets = _split_targets(net, y)
+    sw = np.zeros(0, dtype=net.dtype) if sample_weight is None else sample_weight
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    batch_size = int(min(batch_size, max(1, order.shape[0])))
+    ws, lb, tb, wb = _epoch_buffers(net, batch_size, labels, targets, sw)
+    s1, s2 = optimizer._buffers(net.params)
+    grad = net._workspace("grad", net.params.shape[0])[:net.params.shape[0]]
+    snapshot = net._workspace("snapshot", net.params.shape[0])[:net.params.shape[0]]
+    snapshot[...] = net.params
+    data_sum, l2_sum, steps, finite = _k.train_epoch(
+        X, labels, targets, sw, order, batch_size, net._sizes, net._w_off, net._b_off,
+        net._codes, net._out_kind, net.params, grad, optimizer.kind, optimizer._hparams(),
+        s1, s2, optimizer.t, float(alpha), _FUSE_MIN, ws, lb, tb, wb)
+    optimizer.t += steps
+    if not finite:
+        restored = not np.isfinite(net.params).all()
+        if restored:
+            net.params[...] = snapshot
+        raise NonFiniteLossError(
+            f"the training loss became NaN or infinite at minibatch {steps + 1} of the epoch "
+            f"(learning rate {optimizer.lr:g}); the network keeps the last finite weights"
+            + (" (those of the start of the epoch)" if restored else "")
+            + ". Lower the learning rate or scale the inputs.")
+    return (data_sum * data_loss_scale + l2_sum) / max(1, order.shape[0])
+
+
+def _epoch_buffers(net, batch_size, labels, targets, sw):
+    key = ("epoch", batch_size, labels.shape[0] > 0, targets.shape[0] > 0, sw.shape[0] > 0)
+    bufs = net._workspaces.get(key)
+    if bufs is None:
+        k = net.layer_sizes[-1]
+        ws = np.empty(_k.workspace_size(net.layer_sizes, batch_size, True), dtype=net.dtype)
+        lb = np.empty(batch_size if labels.shape[0] else 0, dtype=np.int64)
+        tb = np.empty((batch_size if targets.shape[0] else 0, k), dtype=net.dtype)
+        wb = np.empty(batch_size if sw.shape[0] else 0, dtype=net.dtype)
+        bufs = net._workspaces[key] = (ws, lb, tb, wb)
+    return bufs
+
+
+# --------------------------------------------------------------------------- fit
+def _callback_fn(cb):
+    fn = getattr(cb, "on_epoch_end", cb)
+    if not callable(fn):
+        raise ValueError(f"callbacks must be callables or objects with on_epoch_end, got {cb!r}")
+    return fn
+
+
+def _validation_metrics(net, Xv, yv):
+    """(data loss, accuracy or None, R^2 or None) on the validation set."""
+    out = net.forward(Xv).astype(np.float64)
+    tiny = np.finfo(net.dtype).tiny
+    if net.output == "softmax":
+        if yv.ndim == 1:
+            loss = -np.mean(np.log(np.maximum(out[np.arange(len(yv)), yv], tiny)))
+            acc = np.mean(np.argmax(out, axis=1) == yv)
+        else:
+            loss = -np.mean(np.sum(yv * np.log(np.maximum(out, tiny)), axis=1))
+            acc = np.mean(np.argmax(out, axis=1) == np.argmax(yv, axis=1))
+        return float(loss), float(acc), None
+    if net.output == "sigmoid":
+        p = np.clip(out, tiny, 1 - np.finfo(net.dtype).eps)
+        loss = -np.mean(np.sum(yv * np.log(p) + (1 - yv) * np.log1p(-p), axis=1))
+        acc = np.mean(np.all((out > 0.5) == (yv > 0.5), axis=1))
+        return float(loss), float(acc), None
+    r = out - yv
+    loss = 0.5 * np.mean(np.sum(r * r, axis=1))
+    ss_res = np.sum(r * r, axis=0)
+    ss_tot = np.sum((yv - yv.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
+    return float(loss), None, float(np.mean(r2))
+
+
+def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
+        validation_data=None, alpha=0.0, sample_weight=None, callbacks=None, verbose=False,
+        lr_schedule="constant", power_t=0.5):
+    """Train ``net`` in place with minibatch gradient descent; return a :class:`History`.
+
+    Parameters
+    ----------
+    net : Network
+    X : float[n, n_in]; y : labels int[n] (or probability rows) for softmax, float[n, k] for
+        sigmoid (values in [0, 1]) and identity outputs.
+    epochs : int >= 1; batch_size : int >= 1 (clipped to n; the last minibatch may be partial).
+    optimizer : fastnn.SGD, Adam or AdamW (its state persists across calls: warm restarts).
+    shuffle : bool — visit rows in a new random order each epoch (else in order).
+    seed : None or int — seeds the shuffling (``np.random.default_rng(seed)``); same seed and
+        same thread count give identical weights.
+    validation_data : (X_val, y_val) or None — evaluated after every epoch.
+    alpha : float >= 0 — L2 penalty as scikit-learn (``alpha / (2 n_b) sum ||W||^2`` per batch).
+    sample_weight : float[n] >= 0 or None — folded into the fused loss (scikit-learn's rule).
+    callbacks : list of callables ``cb(epoch, history)`` (or objects with
+        ``on_epoch_end(epoch, history)``), called after each epoch with the 1-based epoch
+        number; returning True or raising StopIteration stops training after that epoch.
+    verbose : bool — tqdm progress bar over minibatches (updated ~10 times per epoch) with the
+        epoch and its losses.
+    lr_schedule : "constant", "invscaling", "adaptive" (scikit-learn's definitions, see
+        :mod:`fastnn.optim`) or a schedule object; power_t : float for "invscaling".
+
+    Raises
+    ------
+    ValueError naming the argument for bad input (NaN/inf, shapes, labels out of range,
+    batch_size < 1, epochs < 1, ...); :class:`NonFiniteLossError` if the loss diverges.
+    """
+    from fastnn.network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a fastnn.Network, got {type(net).__name__}")
+    if not isinstance(optimizer, _Optimizer):
+        raise TypeError(f"optimizer must be fastnn.SGD, Adam or AdamW, got {optimizer!r}")
+    epochs = _check_int(epochs, "epochs", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    X, labels, targets, sw = _prepare_inputs(net, X, y, sample_weight, alpha)
+    y_eng = labels if labels.shape[0] else targets
+    sw = sw if sample_weight is not None else None
+    if X.shape[0] == 0:
+        raise ValueError("X must have at least one row")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a tuple (X_val, y_val)")
+        Xv, _, _, _ = _prepare_inputs(net, validation_data[0], validation_data[1], None, 0.0,
+                                      "validation_data[0]", "validation_data[1]")
+        val = (Xv, prepare_targets(net, validation_data[1], "validation_data[1]"))
+    fns = [_callback_fn(cb) for cb in (callbacks or [])]
+    schedule = make_schedule(lr_schedule, power_t)
+    schedule.start(optimizer)
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    history = History()
+    batches = -(-n // batch_size)  # per epoch
+    bar = None
+    per_call = n
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs * batches, desc="fastnn.fit", unit="batch")
+        # an epoch then runs as <= _BAR_UPDATES compiled calls of whole minibatches (the same
+        # steps, so the same weights) and the bar moves within the epoch
+        per_call = batch_size * -(-batches // _BAR_UPDATES)
+    samples_seen = 0
+    try:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            lr = optimizer.lr
+            t0 = time.perf_counter()
+            loss = 0.0
+            for i in range(0, n, per_call):
+                part = order[i:i + per_call]
+                loss += run_epoch(net, X, y_eng, optimizer, batch_size=batch_size, order=part,
+                                  alpha=alpha, sample_weight=sw) * (part.shape[0] / n)
+                if bar is not None:
+                    bar.update(-(-part.shape[0] // batch_size))
+            history.seconds.append(time.perf_counter() - t0)
+            history.train_loss.append(loss)
+            history.lr.append(lr)
+            vl = acc = r2 = None
+            if val is not None:
+                vl, acc, r2 = _validation_metrics(net, *val)
+            history.val_loss.append(vl)
+            history.val_accuracy.append(acc)
+            history.val_r2.append(r2)
+            samples_seen += n
+            if bar is not None:
+                post = {"loss": f"{loss:.4g}"}
+                if vl is not None:
+                    post["val_loss"] = f"{vl:.4g}"
+                post["epoch"] = epoch
+                bar.set_postfix(post)
+            if schedule.epoch_end(optimizer, samples_seen, loss):
+                history.stop_reason = "schedule"
+                break
+            stop = False
+            for fn in fns:
+                try:
+                    stop = fn(epoch, history) is True or stop
+                except StopIteration:
+                    stop = True
+            if stop:
+                history.stop_reason = "callback"
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return history

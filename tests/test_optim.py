@@ -1,0 +1,110 @@
+"""Optimizer kernels vs scikit-learn's update rules; optimizer objects and their validation."""
+import numpy as np
+import pytest
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+
+import fastnn
+from fastnn import reference as ref
+from fastnn.kernels.optim import PARALLEL_MIN
+
+
+def _run(opt, ref_opt, n, dtype, steps=3, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=n).astype(dtype)
+    rp = [p.copy()]
+    for _ in range(steps):
+        g = rng.normal(size=n).astype(dtype)
+        opt.step(p, g)
+        ref_opt(rp, [g])
+    return p, rp[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [37, PARALLEL_MIN + 5])
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_matches_scikit_learn(momentum, nesterov, n, dtype):
+    opt = fastnn.SGD(lr=0.05, momentum=momentum, nesterov=nesterov)
+    sk = None
+
+    def sk_step(params, grads):
+        nonlocal sk
+        if sk is None:
+            sk = SGDOptimizer(params, learning_rate_init=0.05, momentum=momentum,
+                              nesterov=nesterov)
+        sk.update_params(params, grads)
+
+    p, rp = _run(opt, sk_step, n, dtype)
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(p, rp, rtol=tol, atol=tol)
+    assert opt.t == 3 and p.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [37, PARALLEL_MIN + 5])
+def test_adam_matches_scikit_learn(n, dtype):
+    opt = fastnn.Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-7)
+    sk = None
+
+    def sk_step(params, grads):
+        nonlocal sk
+        if sk is None:
+            sk = AdamOptimizer(params, learning_rate_init=0.01, beta_1=0.8, beta_2=0.99,
+                               epsilon=1e-7)
+        sk.update_params(params, grads)
+
+    p, rp = _run(opt, sk_step, n, dtype, steps=4)
+    tol = 2e-6 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(p, rp, rtol=tol, atol=tol)
+    assert opt.t == 4
+
+
+def test_adamw_decoupled_decay():
+    opt = fastnn.AdamW(lr=0.01, weight_decay=0.5)
+    r = ref.ReferenceAdam(lr=0.01, weight_decay=0.5)
+    p, rp = _run(opt, r.step, 50, "float64")
+    np.testing.assert_allclose(p, rp, rtol=1e-13)
+    # with a zero gradient only the decay acts on the first step: p * (1 - lr wd)
+    opt = fastnn.AdamW(lr=0.1, weight_decay=0.5)
+    q = np.ones(4)
+    opt.step(q, np.zeros(4))
+    np.testing.assert_allclose(q, 0.95)
+
+
+def test_lr_is_mutable_and_reset_clears_state():
+    opt = fastnn.SGD(lr=0.1, momentum=0.5)
+    p = np.zeros(3)
+    opt.step(p, np.ones(3))
+    np.testing.assert_allclose(p, -0.1)
+    opt.lr = 0.2
+    opt.step(p, np.ones(3))  # v = 0.5 * -0.1 - 0.2 = -0.25
+    np.testing.assert_allclose(p, -0.35)
+    opt.reset()
+    assert opt.t == 0
+    opt.step(p, np.ones(3))  # velocity forgotten: v = -0.2
+    np.testing.assert_allclose(p, -0.55)
+    opt.step(np.zeros(5), np.ones(5))  # another size: state re-allocated, t restarts
+    assert opt.t == 1
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: fastnn.SGD(lr=0.0), "lr must be in"),
+    (lambda: fastnn.SGD(lr=float("nan")), "lr must be a finite"),
+    (lambda: fastnn.SGD(momentum=1.0), "momentum"),
+    (lambda: fastnn.SGD(momentum=-0.1), "momentum"),
+    (lambda: fastnn.Adam(beta1=1.0), "beta1"),
+    (lambda: fastnn.Adam(beta2=-1), "beta2"),
+    (lambda: fastnn.Adam(eps=0), "eps"),
+    (lambda: fastnn.AdamW(weight_decay=-1), "weight_decay"),
+    (lambda: fastnn.optim.InvScaling(power_t=-1), "power_t"),
+    (lambda: fastnn.optim.Adaptive(n_iter_no_change=0), "n_iter_no_change"),
+])
+def test_optimizer_validation(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_setting_a_bad_lr_raises():
+    opt = fastnn.Adam()
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = -1.0
+    assert "Adam(lr=0.001" in repr(opt)
