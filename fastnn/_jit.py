@@ -24,6 +24,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402  (after the environment is set)
+from numba.np.ufunc.parallel import _launch_threads  # noqa: E402
+
+# numba #8578: a cached kernel that calls a parallel=True kernel (the fused losses) segfaults
+# when it is loaded from the cache in a process whose threading layer is not started yet (only
+# parallel=True functions start it on cache load).  Start it once, when the first kernel module
+# is imported (~40 ms).
+_launch_threads()
 
 __all__ = ["FASTMATH", "jit", "CacheFallbackWarning"]
 

@@ -29,7 +29,6 @@ import math
 import numpy as np
 from numba.core import cgutils
 from numba.extending import intrinsic
-from numba.np.ufunc.parallel import _launch_threads
 
 from fastnn._jit import jit
 from fastnn.kernels._blas import gemm
@@ -43,11 +42,6 @@ from fastnn.kernels.softmax import (
     squared_error,
 )
 from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
-
-# numba #8578: a cached kernel that calls a parallel=True kernel (the fused losses) segfaults
-# when it is loaded from the cache in a process whose threading layer is not started yet (only
-# parallel=True functions start it on cache load).  Start it here, once (~40 ms).
-_launch_threads()
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "workspace_size",

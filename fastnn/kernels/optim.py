@@ -21,13 +21,8 @@ import math
 
 import numba
 import numpy as np
-from numba.np.ufunc.parallel import _launch_threads
 
 from fastnn._jit import jit
-
-# numba #8578: cached kernels calling parallel=True kernels segfault when loaded from the cache
-# before the threading layer is started; start it at import.
-_launch_threads()
 
 __all__ = ["SGD_KIND", "ADAM_KIND", "PARALLEL_MIN", "sgd_range", "adam_range", "sgd_update",
            "adam_update", "adam_lr", "optimizer_step"]
