@@ -1,0 +1,204 @@
+"""The pieces of scikit-learn's MLP training loop that are not the estimator itself.
+
+* :class:`LearningRateSchedule` is scikit-learn's ``SGDOptimizer``/``AdamOptimizer`` bookkeeping
+  (``learning_rate``, ``iteration_ends``, ``trigger_stopping``) on top of a fastnn optimizer,
+  whose ``lr`` it sets exactly where scikit-learn changes its learning rate.
+* :func:`shuffled` reproduces ``sklearn.utils.shuffle(idx, random_state=rs)`` draw for draw, so a
+  fastnn fit consumes the same random numbers as scikit-learn's and sees the same batches.
+* :func:`lbfgs` runs scipy's L-BFGS-B on the network's flat parameter buffer.
+* :func:`accuracy` and :func:`r2` are scikit-learn's validation scores without their input
+  checks (early stopping scores every epoch; the checks cost more than a small epoch).
+* The Poisson loss (``MLPRegressor(loss="poisson")``: exp output, half Poisson deviance) is not an
+  output of the engine.  Its canonical log link makes ``dL/dz = exp(z) - y``, which is exactly the
+  delta of the *identity* output's squared error against the shifted target
+  ``y' = z - (exp(z) - y)``; so :func:`poisson_loss_and_grad` gets the exact gradient from
+  ``Network.loss_and_grad`` of an identity-output network and computes the loss itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.optimize
+from scipy.special import xlogy
+
+from fastnn.optim import SGD, Adam
+from fastnn.train import NonFiniteLossError
+
+__all__ = [
+    "accuracy",
+    "r2",
+    "LearningRateSchedule",
+    "shuffled",
+    "lbfgs",
+    "l2_penalty",
+    "poisson_loss",
+    "poisson_loss_and_grad",
+    "poisson_epoch",
+]
+
+
+class LearningRateSchedule:
+    """scikit-learn's optimizer state machine around a fastnn optimizer.
+
+    ``learning_rate`` is scikit-learn's attribute of the same name (the current rate for SGD;
+    ``learning_rate_init`` for Adam, whose bias correction lives inside the engine's update).
+    """
+
+    def __init__(self, est):
+        self.solver = est.solver
+        self.learning_rate_init = float(est.learning_rate_init)
+        self.lr_schedule = est.learning_rate
+        self.power_t = est.power_t
+        if est.solver == "sgd":
+            self.engine = SGD(
+                lr=self.learning_rate_init,
+                momentum=float(est.momentum),
+                nesterov=bool(est.nesterovs_momentum),
+            )
+        else:
+            self.engine = Adam(
+                lr=self.learning_rate_init,
+                beta1=float(est.beta_1),
+                beta2=float(est.beta_2),
+                eps=float(est.epsilon),
+            )
+
+    @property
+    def learning_rate(self):
+        return float(self.engine.lr)
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.engine.lr = float(value)
+
+    def iteration_ends(self, time_step):
+        """``SGDOptimizer.iteration_ends``: the inverse-scaling step at the end of an epoch."""
+        if self.solver == "sgd" and self.lr_schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg, verbose):
+        """True to stop; with ``learning_rate='adaptive'`` (SGD) divide the rate by 5 instead."""
+        if self.solver != "sgd" or self.lr_schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate = self.learning_rate / 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        return False
+
+
+def shuffled(sample_idx, rs):
+    """``sklearn.utils.shuffle(sample_idx, random_state=rs)`` without its validation overhead.
+
+    ``shuffle`` -> ``resample(replace=False)`` draws ``rs.shuffle(arange(n))`` and indexes with it.
+    """
+    perm = np.arange(sample_idx.shape[0])
+    rs.shuffle(perm)
+    return sample_idx[perm]
+
+
+def accuracy(y_true, y_pred, sample_weight=None):
+    """``sklearn.metrics.accuracy_score`` (subset accuracy for indicator rows) without its
+    input validation, which costs more than a small epoch: early stopping scores every epoch."""
+    correct = y_true == y_pred
+    if correct.ndim == 2:
+        correct = correct.all(axis=1)
+    return float(np.average(correct, weights=sample_weight))
+
+
+def r2(y_true, y_pred, sample_weight=None):
+    """``sklearn.metrics.r2_score`` (uniform average over outputs, ``force_finite=True``), same
+    arithmetic and dtype, without its input validation."""
+    n = y_true.shape[0]
+    floats = [a.dtype for a in (y_true, y_pred, sample_weight) if a is not None and a.dtype.kind == "f"]
+    dtype = np.result_type(*floats) if floats else np.float64
+    y_true = np.asarray(y_true, dtype=dtype).reshape(n, -1)
+    y_pred = np.asarray(y_pred, dtype=dtype).reshape(n, -1)
+    weight = 1.0 if sample_weight is None else np.asarray(sample_weight, dtype=dtype)[:, None]
+    numerator = np.sum(weight * (y_true - y_pred) ** 2, axis=0)
+    mean = np.average(y_true, axis=0, weights=sample_weight)
+    denominator = np.sum(weight * (y_true - mean) ** 2, axis=0)
+    scores = np.ones(y_true.shape[1], dtype=numerator.dtype)
+    valid = (denominator != 0) & (numerator != 0)
+    scores[valid] = 1 - numerator[valid] / denominator[valid]
+    scores[(numerator != 0) & (denominator == 0)] = 0.0
+    return float(np.mean(scores))
+
+
+def l2_penalty(net, alpha, sw_sum):
+    """``alpha / (2 sw_sum) * sum_l ||W_l||^2`` as scikit-learn adds it to the loss."""
+    total = 0.0
+    for w in net.weights:
+        s = w.ravel()
+        total += float(np.dot(s, s))
+    return 0.5 * alpha * total / sw_sum
+
+
+def poisson_loss(y, z, sample_weight=None):
+    """scikit-learn's ``poisson_loss`` (half deviance incl. ``xlogy(y, y)``) from log-predictions."""
+    y_pred = np.exp(z)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dev = xlogy(y, y / y_pred) - y + y_pred
+    return float(np.average(dev, weights=sample_weight, axis=0).sum())
+
+
+def poisson_loss_and_grad(net, X, y, alpha, sample_weight=None):
+    """Loss and flat gradient of an identity-output ``net`` read as ``exp`` output + Poisson."""
+    z = net.forward(X)
+    sw_sum = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = z - (np.exp(z) - y)
+    if not np.isfinite(shifted).all():
+        raise NonFiniteLossError("the Poisson loss overflowed (exp of the output is infinite)")
+    _, grad = net.loss_and_grad(X, np.ascontiguousarray(shifted, dtype=net.dtype), alpha, sample_weight)
+    loss = poisson_loss(y, z, sample_weight) + l2_penalty(net, alpha, sw_sum)
+    return loss, grad
+
+
+def poisson_epoch(net, X, y, schedule, *, batch_size, order, alpha, sample_weight):
+    """One epoch of minibatch updates for the Poisson loss (a Python loop over batches).
+
+    Returns the batch-size-weighted mean loss, as scikit-learn's ``loss_curve_``.
+    """
+    n = order.shape[0]
+    acc = 0.0
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        sw = None if sample_weight is None else sample_weight[idx]
+        loss, grad = poisson_loss_and_grad(net, X[idx], y[idx], alpha, sw)
+        schedule.engine.step(net.params, grad)
+        acc += loss * idx.shape[0]
+    return acc / n
+
+
+def lbfgs(net, loss_and_grad, *, max_iter, max_fun, tol, verbose):
+    """scipy L-BFGS-B over ``net.params`` (float64 iterates, copied into the buffer each call).
+
+    ``loss_and_grad()`` evaluates the network at its current parameters.  Returns scipy's
+    ``OptimizeResult``; the buffer holds ``result.x`` on return.
+    """
+    params = net.params
+
+    def fun(x):
+        params[...] = x
+        loss, grad = loss_and_grad()
+        return float(loss), np.asarray(grad, dtype=np.float64)
+
+    options = {"maxfun": max_fun, "maxiter": max_iter, "gtol": tol}
+    if _scipy_lbfgs_takes_iprint():
+        options["iprint"] = 1 if (verbose is True or verbose >= 1) else -1
+    res = scipy.optimize.minimize(
+        fun, params.astype(np.float64), method="L-BFGS-B", jac=True, options=options
+    )
+    params[...] = res.x
+    return res
+
+
+def _scipy_lbfgs_takes_iprint():
+    # scipy >= 1.15 deprecated L-BFGS-B's iprint (scikit-learn drops it there as well)
+    major, minor = (int(p) for p in scipy.__version__.split(".")[:2])
+    return (major, minor) < (1, 15)

@@ -1,0 +1,194 @@
+"""The ``sgd``/``adam`` half of scikit-learn's MLP fit: epochs, stopping rules, early stopping.
+
+Mixed into :class:`fastnn.sklearn._base.BaseMLP`; line for line scikit-learn 1.9's
+``_fit_stochastic`` and ``_update_no_improvement_count``, with each epoch one compiled call of
+:func:`fastnn.train.run_epoch` (or :func:`._solvers.poisson_epoch` for the Poisson loss).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from fastnn.train import NonFiniteLossError, run_epoch
+
+from . import _solvers
+
+NON_FINITE_MSG = (
+    "Solver produced non-finite parameter weights. The input data may"
+    " contain large values and need to be preprocessed."
+)
+
+
+class StochasticMixin:
+    """``_fit_stochastic`` and its helpers (needs BaseMLP's network_, _engine_targets, ...)."""
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental):
+        if not incremental or "_optimizer" not in self.__dict__:
+            self._optimizer = _solvers.LearningRateSchedule(self)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            X_train, X_val, y_train, y_val, sw_train, sw_val = self._validation_split(X, y, sample_weight)
+            val = (X_val, self._labels_or_values(y_val), sw_val, self._engine_targets(y_val))
+        else:
+            X_train, y_train, sw_train = X, y, sample_weight
+            val = (None, None, None, None)
+
+        n_samples = X_train.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than "
+                    "sample size. It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        targets = self._engine_targets(y_train)
+        sample_idx = np.arange(n_samples, dtype=np.int64)
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = _solvers.shuffled(sample_idx, self._random_state)
+                try:
+                    loss = self._epoch(X_train, targets, batch_size, sample_idx, sw_train)
+                except NonFiniteLossError as exc:
+                    self._diverged(exc, n_samples, incremental)
+                    break
+                self._end_epoch(loss, n_samples, early_stopping, val)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    # not better than the last n_iter_no_change epochs by tol: stop, or
+                    # (adaptive SGD) divide the learning rate by 5
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than "
+                            "tol=%f for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f"
+                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    if self._optimizer.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    _warn_max_iter(self.max_iter)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if early_stopping:  # restore the best weights, in place: coefs_ stay views
+            self.network_.params[...] = self._best_params
+
+    def _epoch(self, X, targets, batch_size, order, sample_weight):
+        if self.out_activation_ == "exp":
+            return _solvers.poisson_epoch(
+                self.network_, X, targets, self._optimizer, batch_size=batch_size,
+                order=order, alpha=self.alpha, sample_weight=sample_weight,
+            )
+        return run_epoch(
+            self.network_, X, targets, self._optimizer.engine, batch_size=batch_size,
+            order=order, alpha=self.alpha, sample_weight=sample_weight,
+            data_loss_scale=self._data_loss_scale(),
+        )
+
+    def _end_epoch(self, loss, n_samples, early_stopping, val):
+        self.n_iter_ += 1
+        self.loss_ = float(loss)
+        self.t_ += n_samples
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+        X_val, y_val, sw_val, y_val_encoded = val
+        self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val, y_val_encoded)
+        self._optimizer.iteration_ends(self.t_)
+
+    def _diverged(self, exc, n_samples, incremental):
+        """A non-finite loss.  scikit-learn keeps training on non-finite weights: every later
+        epoch has a NaN loss and score, which resets the no-improvement count, so it runs to
+        ``max_iter`` and then fails (no early stopping) or restores its best weights."""
+        if not self.early_stopping:
+            raise ValueError(NON_FINITE_MSG) from exc
+        remaining = 1 if incremental else self.max_iter - self.n_iter_
+        for _ in range(remaining):
+            self.n_iter_ += 1
+            self.t_ += n_samples
+            self.loss_ = np.nan
+            self.loss_curve_.append(np.nan)
+            self.validation_scores_.append(np.nan)
+            self.validation_loss_curve_.append(np.nan)
+            self._no_improvement_count = 0
+        if not incremental:
+            _warn_max_iter(self.max_iter)
+
+    def _validation_split(self, X, y, sample_weight):
+        # don't stratify in multilabel classification (scikit-learn's rule: single output only)
+        stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
+        arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+        parts = train_test_split(
+            *arrays, random_state=self._random_state, test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        if sample_weight is None:
+            parts = parts + [None, None]
+        X_train, X_val, y_train, y_val, sw_train, sw_val = parts
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        return X_train, X_val, y_train, y_val, sw_train, sw_val
+
+    def _labels_or_values(self, y):
+        """Encoded targets -> what ``score`` compares predictions with."""
+        if is_classifier(self):
+            return self._label_binarizer.inverse_transform(y)
+        return y.ravel() if y.shape[1] == 1 else y
+
+    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight, y_encoded=None):
+        if early_stopping:
+            val_score = self._score(X, y, sample_weight=sample_weight)
+            self.validation_scores_.append(val_score)
+            self.validation_loss_curve_.append(self._validation_loss(X, y_encoded, sample_weight))
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            last_valid_score = self.validation_scores_[-1]
+            if last_valid_score < (self.best_validation_score_ + self.tol):
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last_valid_score > self.best_validation_score_:
+                self.best_validation_score_ = last_valid_score
+                self._best_params[...] = self.network_.params
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _validation_loss(self, X_val, y_val_encoded, sw_val):
+        """The training objective (loss + L2 term) on the validation split."""
+        try:
+            with np.errstate(all="ignore"):
+                loss, _ = self._loss_and_grad(X_val, y_val_encoded, sw_val, encoded=True)
+        except NonFiniteLossError:  # the Poisson loss overflowed on the validation rows
+            return np.nan
+        return float(loss)
+
+
+def _warn_max_iter(max_iter):
+    warnings.warn(
+        "Stochastic Optimizer: Maximum iterations (%d) "
+        "reached and the optimization hasn't converged yet." % max_iter,
+        ConvergenceWarning,
+    )
