@@ -32,8 +32,14 @@ from numba.extending import intrinsic
 
 from fastnn._jit import jit
 from fastnn.kernels._blas import gemm
-from fastnn.kernels.activations import IDENTITY, LOGISTIC, activation_backward, activation_forward
-from fastnn.kernels.dense import dense_backward, dense_forward
+from fastnn.kernels.activations import IDENTITY, LOGISTIC, activation_forward
+from fastnn.kernels.dense import (
+    _bias_grad,
+    _delta_prev,
+    dense_backward,
+    dense_backward_sgd,
+    dense_forward,
+)
 from fastnn.kernels.softmax import (
     sigmoid_cross_entropy,
     softmax,
@@ -162,33 +168,22 @@ def _l2(w, g, c):
 
 
 @jit
-def _fused_sgd_layer(a_prev, delta, w, b, db, vw, vb, lr, mu, c):
-    """SGD (+ classic momentum) on one layer with the update folded into the weight GEMM:
-    ``w = (1 - lr c) w - lr a_prevᵀ δ`` or ``vw = mu vw - lr (a_prevᵀ δ + c w); w += vw``."""
+def _momentum_layer(a_prev, delta, w, b, db, vw, vb, lr, mu, c):
+    """Classic momentum on one layer with the gradient folded into the velocity GEMM:
+    ``vw = mu vw - lr (a_prevᵀ δ + c w); w += vw`` (and the same for ``b`` without L2)."""
     t = w.dtype.type
-    n = delta.shape[0]
-    for j in range(db.shape[0]):
-        db[j] = 0
-    for i in range(n):
-        for j in range(db.shape[0]):
-            db[j] += delta[i, j]
-    if mu == 0.0:
-        gemm(True, False, -lr, a_prev, delta, 1.0 - lr * c, w)
-        lr_ = t(lr)
-        for j in range(b.shape[0]):
-            b[j] -= lr_ * db[j]
-    else:
-        gemm(True, False, -lr, a_prev, delta, mu, vw)
-        w1, v1 = w.ravel(), vw.ravel()
-        lrc, lr_, mu_ = t(lr * c), t(lr), t(mu)
-        for i in range(w1.shape[0]):
-            v = v1[i] - lrc * w1[i]
-            v1[i] = v
-            w1[i] += v
-        for j in range(b.shape[0]):
-            v = mu_ * vb[j] - lr_ * db[j]
-            vb[j] = v
-            b[j] += v
+    _bias_grad(delta, db)
+    gemm(True, False, -lr, a_prev, delta, mu, vw)
+    w1, v1 = w.ravel(), vw.ravel()
+    lrc, lr_, mu_ = t(lr * c), t(lr), t(mu)
+    for i in range(w1.shape[0]):
+        v = v1[i] - lrc * w1[i]
+        v1[i] = v
+        w1[i] += v
+    for j in range(b.shape[0]):
+        v = mu_ * vb[j] - lr_ * db[j]
+        vb[j] = v
+        b[j] += v
 
 
 @jit
@@ -220,10 +215,12 @@ def _backward(x, acts, deltas, wts, bs, dws, dbs, codes, alpha, wsum, update, op
         if update and sgd and not nesterov and n * d_in * d_out > fuse_min:
             if alpha > 0.0:
                 sq += _l2(w.ravel(), empty, 0.0)
-            if l > 0:
-                gemm(False, True, 1.0, deltas[l], w, 0.0, d_prev)
-                activation_backward(a_prev, d_prev, prev_code)
-            _fused_sgd_layer(a_prev, deltas[l], w, bs[l], dbs[l], vws[l], vbs[l], lr, mu, c)
+            if mu == 0.0:  # w = (1 - lr c) w - lr a_prevᵀ δ as one GEMM
+                dense_backward_sgd(a_prev, w, bs[l], deltas[l], prev_code, lr, 1.0 - lr * c,
+                                   dbs[l], d_prev)
+            else:
+                _delta_prev(a_prev, w, deltas[l], prev_code, d_prev, False)
+                _momentum_layer(a_prev, deltas[l], w, bs[l], dbs[l], vws[l], vbs[l], lr, mu, c)
             continue
         dense_backward(a_prev, w, deltas[l], prev_code, dws[l], dbs[l], d_prev)
         if alpha > 0.0:
