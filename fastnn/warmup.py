@@ -1,0 +1,208 @@
+"""Cold start: compile (or load from the cache) every kernel once, for both dtypes.
+
+Numba compiles a kernel the first time it is called with new argument types and, with
+``cache=True`` (:mod:`fastnn._jit`), writes the machine code to ``__pycache__`` next to the
+source or to ``NUMBA_CACHE_DIR``.  A user pays the compile cost once per machine: run
+:func:`warmup` (or ``fastnn warmup``) after installing, in a Docker build step, or on each worker
+of a cluster, and every later process loads the kernels from the cache.
+
+:func:`warmup` drives every entry point that Python code calls — the training epoch for every
+output type (softmax with labels and with probability rows, sigmoid, identity; SGD and Adam;
+with and without sample weights), the forward pass, the loss and gradient, the optimizer step
+and the public softmax/loss functions — for float32 and float64, on tiny arrays, and reports the
+time of each step and how many kernel specialisations were compiled versus loaded from the cache.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["warmup", "WarmupReport"]
+
+DTYPES = ("float32", "float64")
+# (engine output, target kind): every output type of the epoch kernel and both softmax targets
+_OUTPUTS = (("softmax", "labels"), ("softmax", "probs"), ("sigmoid", "probs"),
+            ("identity", "values"))
+
+
+@dataclass
+class WarmupReport:
+    """What :func:`warmup` did.
+
+    Attributes
+    ----------
+    seconds : float — total wall time.
+    steps : list of (name, dtype, seconds) — one entry per entry point and dtype.
+    compiled : int — kernel specialisations compiled in this call (cache misses).
+    loaded : int — kernel specialisations loaded from the cache (cache hits).
+    cache_dir : str — where numba reads and writes the cache (``NUMBA_CACHE_DIR`` or
+        ``__pycache__`` next to the kernels).
+    dtypes : tuple of str
+    """
+
+    seconds: float = 0.0
+    steps: list = field(default_factory=list)
+    compiled: int = 0
+    loaded: int = 0
+    cache_dir: str = ""
+    dtypes: tuple = DTYPES
+
+    def as_dict(self):
+        return {"seconds": self.seconds, "compiled": self.compiled, "loaded": self.loaded,
+                "cache_dir": self.cache_dir, "dtypes": list(self.dtypes),
+                "steps": [{"name": n, "dtype": d, "seconds": s} for n, d, s in self.steps]}
+
+    def summary(self):
+        """One line: total time, compiled vs loaded, cache location."""
+        how = "compiled" if self.compiled else "loaded from the cache"
+        return (f"fastnn warmup: {self.seconds:.2f} s for {', '.join(self.dtypes)} "
+                f"({how}: {self.compiled} compiled, {self.loaded} loaded; cache {self.cache_dir})")
+
+    def __str__(self):
+        lines = [self.summary()]
+        lines += [f"  {name:<28} {dtype:<8} {sec:8.3f} s" for name, dtype, sec in self.steps]
+        return "\n".join(lines)
+
+
+def _dispatchers():
+    """Every compiled kernel of :mod:`fastnn.kernels` (numba dispatchers)."""
+    import fastnn.kernels as pkg
+    from numba.core.registry import CPUDispatcher
+
+    found = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for obj in vars(mod).values():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:
+                found.append(obj)
+    return found
+
+
+def _cache_counts(dispatchers):
+    hits = misses = 0
+    for d in dispatchers:
+        stats = getattr(d, "stats", None)
+        if stats is not None:
+            hits += sum(stats.cache_hits.values())
+            misses += sum(stats.cache_misses.values())
+    return hits, misses
+
+
+def cache_dir():
+    """Where numba keeps fastnn's compiled kernels."""
+    from numba.core import config
+
+    import fastnn.kernels as pkg
+
+    return config.CACHE_DIR or os.path.join(os.path.dirname(pkg.__file__), "__pycache__")
+
+
+def _targets(kind, n, k, dtype, rng):
+    if kind == "labels":
+        return rng.integers(0, k, n)
+    if kind == "probs":
+        t = rng.random((n, k)).astype(dtype)
+        return t / t.sum(axis=1, keepdims=True)
+    return rng.normal(size=(n, k)).astype(dtype)
+
+
+def _engine(dtype, rng, step):
+    """Epoch kernel for every output type, forward, loss and gradient, optimizer steps."""
+    from fastnn.network import Network
+    from fastnn.optim import SGD, Adam
+    from fastnn.train import fit
+
+    n, d, k = 13, 3, 2  # 13 rows, batch 4: full batches and a partial last one
+    X = rng.normal(size=(n, d)).astype(dtype)
+    for output, kind in _OUTPUTS:
+        def epoch(output=output, kind=kind):
+            net = Network([d, 4, k], activation="relu", output=output, dtype=dtype, seed=0)
+            y = _targets(kind, n, k, dtype, rng)
+            sw = np.linspace(0.5, 1.5, n)
+            fit(net, X, y, epochs=1, batch_size=4, optimizer=SGD(0.01, momentum=0.9), seed=0)
+            fit(net, X, y, epochs=1, batch_size=4, optimizer=Adam(1e-3), seed=0,
+                sample_weight=sw, alpha=1e-4)
+            net.forward(X)
+            net.loss_and_grad(X, y, alpha=1e-4)
+            SGD(0.01).step(net.params, np.zeros_like(net.params))
+            Adam(1e-3).step(net.params, np.zeros_like(net.params))
+
+        step(f"epoch+forward ({output}/{kind})", epoch)
+
+
+def _functional(dtype, rng):
+    from fastnn import functional as F
+
+    z = rng.normal(size=(5, 3)).astype(dtype)
+    labels = rng.integers(0, 3, 5)
+    probs = F.softmax(z)
+    F.log_softmax(z)
+    F.softmax_backward(probs, z)
+    F.softmax_cross_entropy(z, labels)
+    F.softmax_cross_entropy(z, probs, sample_weight=np.ones(5))
+    F.sigmoid_cross_entropy(z, (probs > 0.3).astype(dtype))
+    F.squared_error(z, probs)
+
+
+def warmup(dtypes=DTYPES, verbose=False):
+    """Compile (or load from the cache) every fastnn kernel for ``dtypes``; return a report.
+
+    Parameters
+    ----------
+    dtypes : sequence of {"float32", "float64"}
+        Defaults to both.
+    verbose : bool
+        Print the report (one line per step) when done.
+
+    Returns
+    -------
+    WarmupReport
+        ``seconds`` (total), ``steps`` (per entry point and dtype), ``compiled`` / ``loaded``
+        (kernel specialisations compiled now vs loaded from the cache) and ``cache_dir``.
+    """
+    if isinstance(dtypes, str):
+        dtypes = (dtypes,)
+    dtypes = tuple(np.dtype(d).name for d in dtypes)
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad or not dtypes:
+        raise ValueError(f"dtypes must be a non-empty subset of {DTYPES}, got {dtypes!r}")
+    report = WarmupReport(dtypes=dtypes, cache_dir=cache_dir())
+    t_start = time.perf_counter()
+    dispatchers = _dispatchers()
+    hits0, misses0 = _cache_counts(dispatchers)
+    rng = np.random.default_rng(0)
+
+    for dtype in dtypes:
+        def step(name, fn, dtype=dtype):
+            t0 = time.perf_counter()
+            fn()
+            report.steps.append((name, dtype, time.perf_counter() - t0))
+
+        _engine(dtype, rng, step)
+        step("functional (softmax, losses)", lambda dtype=dtype: _functional(dtype, rng))
+
+    hits, misses = _cache_counts(dispatchers)
+    report.loaded, report.compiled = hits - hits0, misses - misses0
+    report.seconds = time.perf_counter() - t_start
+    if verbose:
+        print(report)
+    return report
+
+
+class _CallableModule(types.ModuleType):
+    """``fastnn.warmup`` names both this module and :func:`warmup`; importing the module
+    (``from fastnn.warmup import WarmupReport``) rebinds ``fastnn.warmup`` to it, so the module
+    is callable too: ``fastnn.warmup(...)`` always runs :func:`warmup`."""
+
+    def __call__(self, *args, **kwargs):
+        return warmup(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

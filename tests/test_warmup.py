@@ -1,0 +1,82 @@
+"""fastnn.warmup(): every entry point for both dtypes, a report of what it compiled or loaded."""
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+
+W = importlib.import_module("fastnn.warmup")
+
+
+@pytest.mark.slow  # on a cold cache it compiles every kernel for both dtypes (~1 min)
+def test_warmup_covers_both_dtypes_and_every_output(capsys):
+    report = fastnn.warmup(verbose=True)
+    assert isinstance(report, W.WarmupReport)
+    assert report.dtypes == ("float32", "float64")
+    names = {(name, dtype) for name, dtype, _ in report.steps}
+    for dtype in ("float32", "float64"):
+        for output, kind in W._OUTPUTS:
+            assert (f"epoch+forward ({output}/{kind})", dtype) in names
+        assert ("functional (softmax, losses)", dtype) in names
+    assert report.seconds >= sum(s for _, _, s in report.steps) > 0
+    # every kernel this process used came from the cache or was compiled now (and is cached now)
+    assert report.compiled + report.loaded > 0 or all(
+        d.signatures for d in W._dispatchers() if d.__name__ == "train_epoch")
+    out = capsys.readouterr().out
+    assert out.startswith("fastnn warmup: ") and "float64" in out
+    d = report.as_dict()
+    assert set(d) == {"seconds", "compiled", "loaded", "cache_dir", "dtypes", "steps"}
+    assert report.cache_dir
+
+
+def test_a_second_warmup_compiles_nothing():
+    fastnn.warmup()
+    again = fastnn.warmup()
+    assert again.compiled == 0
+    assert "0 compiled" in again.summary()
+
+
+def test_warmup_compiled_the_epoch_kernel_for_both_dtypes():
+    from fastnn.kernels import epoch
+
+    fastnn.warmup()
+    dtypes = {sig[0].dtype.name for sig in epoch.train_epoch.signatures}
+    assert {"float32", "float64"} <= dtypes
+
+
+def test_one_dtype_and_bad_dtypes():
+    report = fastnn.warmup(dtypes="float32")
+    assert report.dtypes == ("float32",)
+    assert {d for _, d, _ in report.steps} == {"float32"}
+    with pytest.raises(ValueError, match=r"dtypes must be a non-empty subset of \('float32', "
+                                         r"'float64'\), got \('float16',\)"):
+        fastnn.warmup(dtypes=[np.float16])
+    with pytest.raises(ValueError, match="dtypes must be a non-empty subset"):
+        fastnn.warmup(dtypes=())
+
+
+@pytest.mark.slow  # a subprocess
+def test_fastnn_warmup_stays_callable_after_importing_the_module():
+    code = ("from fastnn.warmup import WarmupReport; import fastnn; "
+            "r = fastnn.warmup(dtypes='float64'); assert isinstance(r, WarmupReport); "
+            "print(r.dtypes)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "('float64',)" in out.stdout
+
+
+def test_cli_warmup(capsys):
+    from fastnn import cli
+
+    assert cli.main(["warmup", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fastnn warmup: ") and "float32" in out and "float64" not in out
+    assert cli.main(["warmup", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["dtypes"] == ["float32", "float64"] and report["compiled"] == 0
