@@ -49,3 +49,44 @@ def cpu_count():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- BLAS threads from kernels
+_BLAS_SET_NAMES = ("scipy_openblas_set_num_threads", "openblas_set_num_threads",
+                   "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_")
+_BLAS_GET_NAMES = ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
+                   "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_")
+_stubs = []  # keeps the fallback ctypes callbacks alive
+
+
+def blas_thread_functions():
+    """Addresses ``(set_num_threads(int), get_num_threads() -> int)`` of the BLAS the kernels
+    call (SciPy's OpenBLAS, found through ``scipy.linalg.cython_blas``'s dependencies).
+
+    Setting the count is a store of one global int in OpenBLAS when it does not exceed the
+    threads already created, so the epoch kernel can cap BLAS at one thread around a small
+    product and restore it (:mod:`fastnn.kernels.epoch`).  Without OpenBLAS (another BLAS
+    vendor) the fallbacks make ``get`` return 0, which the kernels read as "leave BLAS alone".
+    """
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    found = {}
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)
+    except OSError:  # pragma: no cover - unusual packaging
+        lib = None
+    for key, names in (("set", _BLAS_SET_NAMES), ("get", _BLAS_GET_NAMES)):
+        for name in names:
+            fn = getattr(lib, name, None) if lib is not None else None
+            if fn is not None:
+                found[key] = ctypes.cast(fn, ctypes.c_void_p).value
+                break
+    if len(found) < 2:  # pragma: no cover - not OpenBLAS
+        set_stub = ctypes.CFUNCTYPE(None, ctypes.c_int)(lambda n: None)
+        get_stub = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: 0)
+        _stubs.extend([set_stub, get_stub])
+        found = {"set": ctypes.cast(set_stub, ctypes.c_void_p).value,
+                 "get": ctypes.cast(get_stub, ctypes.c_void_p).value}
+    return found["set"], found["get"]

@@ -180,6 +180,24 @@ class Network:
         Returns ``float[n, layer_sizes[-1]]`` of :attr:`dtype`.  Rows are processed in bounded
         chunks (also the dtype conversion), so no temporary grows with ``n``.
         """
+        return self._outputs(X, self._out_kind)
+
+    def logits(self, X):
+        """Output-layer pre-activations ``z = a_{L-1} @ W[-1] + b[-1]`` (before the softmax /
+        sigmoid; equal to :meth:`forward` for identity outputs).
+
+        ``X : float[n, layer_sizes[0]]`` (any numeric dtype; converted to :attr:`dtype`).
+        Returns ``float[n, layer_sizes[-1]]`` of :attr:`dtype`, computed in bounded chunks of
+        rows like :meth:`forward`.  ``log_softmax(logits(X))`` gives finite log-probabilities
+        where ``log(forward(X))`` would underflow to ``-inf``.
+        """
+        return self._outputs(X, _k.OUT_IDENTITY)
+
+    def _outputs(self, X, out_kind):
+        from fastnn import stream
+
+        if stream.is_out_of_core(X):  # a memmap: read block by block into one buffer
+            return stream.forward(self, X, fn=lambda block: self._outputs(block, out_kind))
         X = _check_input(X, self.layer_sizes[0])
         n = X.shape[0]
         hidden = max(1, sum(self.layer_sizes[1:-1]))
@@ -191,7 +209,7 @@ class Network:
         for i in range(0, n, step):
             xi = X[i:i + step] if ready else np.ascontiguousarray(X[i:i + step], dtype=self.dtype)
             _k.network_forward(xi, self._sizes, self._w_off, self._b_off, self._codes,
-                               self._out_kind, self.params, ws, chunk, out[i:i + step])
+                               out_kind, self.params, ws, chunk, out[i:i + step])
         return out
 
     def predict_proba(self, X):
@@ -225,8 +243,11 @@ class Network:
         -------
         (loss, grad) : float and float[p] (a new array shaped like :attr:`params`).
         """
+        from fastnn import stream
         from fastnn.train import _prepare_inputs
 
+        if stream.is_out_of_core(X):  # a memmap: summed block by block, never copied whole
+            return stream.loss_and_grad(self, X, y, alpha, sample_weight)
         X, labels, targets, sw = _prepare_inputs(self, X, y, sample_weight, alpha)
         grad = np.empty_like(self.params)
         data, l2 = self._loss_grad(X, labels, targets, sw, alpha, grad)

@@ -263,7 +263,7 @@ def _validation_metrics(net, Xv, yv):
 
 def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         validation_data=None, alpha=0.0, sample_weight=None, callbacks=None, verbose=False,
-        lr_schedule="constant", power_t=0.5):
+        lr_schedule="constant", power_t=0.5, block_bytes=None):
     """Train ``net`` in place with minibatch gradient descent; return a :class:`History`.
 
     Parameters
@@ -286,6 +286,10 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         epoch and its losses.
     lr_schedule : "constant", "invscaling", "adaptive" (scikit-learn's definitions, see
         :mod:`fastnn.optim`) or a schedule object; power_t : float for "invscaling".
+    block_bytes : int or None — out-of-core training (:mod:`fastnn.stream`): a memory-mapped
+        ``X`` (``np.memmap``, ``np.load(..., mmap_mode="r")``) is never copied; each epoch reads
+        shuffled blocks of rows into one buffer of ``block_bytes`` (default 64 MiB) and trains on
+        them.  Given for an in-memory ``X``, it takes the same path (same weights as the memmap).
 
     Raises
     ------
@@ -300,8 +304,15 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         raise TypeError(f"optimizer must be fastnn.SGD, Adam or AdamW, got {optimizer!r}")
     epochs = _check_int(epochs, "epochs", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
-    X, labels, targets, sw = _prepare_inputs(net, X, y, sample_weight, alpha)
-    y_eng = labels if labels.shape[0] else targets
+    from fastnn import stream
+
+    blocked = block_bytes is not None or stream.is_out_of_core(X)
+    if blocked:  # data larger than memory: validated and trained block by block, never copied
+        X, y_eng, sw = stream.prepare_inputs(net, X, y, sample_weight, alpha,
+                                             block_bytes=block_bytes)
+    else:
+        X, labels, targets, sw = _prepare_inputs(net, X, y, sample_weight, alpha)
+        y_eng = labels if labels.shape[0] else targets
     sw = sw if sample_weight is not None else None
     if X.shape[0] == 0:
         raise ValueError("X must have at least one row")
@@ -331,16 +342,24 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     samples_seen = 0
     try:
         for epoch in range(1, epochs + 1):
-            order = rng.permutation(n) if shuffle else np.arange(n)
             lr = optimizer.lr
             t0 = time.perf_counter()
-            loss = 0.0
-            for i in range(0, n, per_call):
-                part = order[i:i + per_call]
-                loss += run_epoch(net, X, y_eng, optimizer, batch_size=batch_size, order=part,
-                                  alpha=alpha, sample_weight=sw) * (part.shape[0] / n)
-                if bar is not None:
-                    bar.update(-(-part.shape[0] // batch_size))
+            if blocked:  # shuffled blocks read from X (fastnn.stream); the bar moves per block
+                loss = stream.run_epoch_blocks(
+                    net, X, y_eng, optimizer, batch_size=batch_size, rng=rng, shuffle=shuffle,
+                    alpha=alpha, sample_weight=sw, block_bytes=block_bytes,
+                    on_block=None if bar is None else
+                    lambda rows: bar.update(-(-rows // batch_size)))
+            else:
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                loss = 0.0
+                for i in range(0, n, per_call):
+                    part = order[i:i + per_call]
+                    loss += run_epoch(net, X, y_eng, optimizer, batch_size=batch_size,
+                                      order=part, alpha=alpha,
+                                      sample_weight=sw) * (part.shape[0] / n)
+                    if bar is not None:
+                        bar.update(-(-part.shape[0] // batch_size))
             history.seconds.append(time.perf_counter() - t0)
             history.train_loss.append(loss)
             history.lr.append(lr)

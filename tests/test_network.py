@@ -136,6 +136,48 @@ def test_forward_predict_and_chunking():
         reg.weights, reg.biases, reg.activations, "identity", X), rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("out", OUTPUTS)
+def test_logits_match_reference_and_give_log_probabilities(out, dtype):
+    net = Network([5, 8, 6, 4], activation=["tanh", "relu"], output=out, dtype=dtype, seed=0)
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    z = net.logits(X)
+    assert z.dtype == net.dtype and z.shape == (300, 4)
+    rz = ref.reference_forward(net.weights, net.biases, net.activations, out, X.astype(dtype))[-1]
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(z, rz, rtol=tol, atol=tol)
+    import fastnn.network as nw
+    old = nw._FORWARD_ELEMENTS
+    nw._FORWARD_ELEMENTS = 16  # many small chunks give the same values
+    try:
+        np.testing.assert_array_equal(net.logits(X), z)
+    finally:
+        nw._FORWARD_ELEMENTS = old
+    p = net.forward(X)
+    if out == "softmax":
+        np.testing.assert_allclose(fastnn.log_softmax(z), np.log(p), rtol=tol * 10, atol=tol)
+    elif out == "sigmoid":
+        np.testing.assert_allclose(-np.logaddexp(0, -z), np.log(p), rtol=tol * 10, atol=tol)
+    else:
+        np.testing.assert_array_equal(z, p)
+    assert net.logits(X[:0]).shape == (0, 4)
+    with pytest.raises(ValueError, match="X has 3 features but the network expects 5"):
+        net.logits(np.ones((2, 3)))
+
+
+def test_logits_stay_finite_where_probabilities_underflow():
+    net = Network([3, 4], activation=[], output="softmax", dtype="float32", seed=0)
+    net.weights[0][...] = np.array([[300, 0, -300, 0]] * 3, dtype=np.float32)
+    X = np.ones((2, 3), dtype=np.float32)  # logits (900, 0, -900, 0): p = (1, 0, 0, 0)
+    p = net.forward(X)
+    with np.errstate(divide="ignore"):
+        assert np.isneginf(np.log(p)).any()
+    logp = fastnn.log_softmax(net.logits(X))
+    assert np.isfinite(logp).all()
+    z = net.weights[0].sum(axis=0) + net.biases[0]
+    np.testing.assert_allclose(logp, np.tile(z - z.max(), (2, 1)), rtol=1e-6)
+
+
 def test_copy_pickle_and_per_layer_activations():
     net = Network([3, 4, 5, 2], activation=["tanh", "sigmoid"], output="sigmoid", seed=0)
     assert net.activations == ("tanh", "logistic")

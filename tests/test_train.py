@@ -306,3 +306,90 @@ def test_verbose_splits_epochs_without_changing_the_result(capsys):
     np.testing.assert_array_equal(a.params, b.params)
     np.testing.assert_allclose(ha.train_loss, hb.train_loss, rtol=1e-12)
     assert "fastnn.fit" in capsys.readouterr().err
+
+
+def test_epoch_restores_the_fp_mode_and_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    X, y = _problem("softmax", "float32", n=256)
+    net = Network([4, 64, 3], seed=0)  # 128 x 4 x 64 weight GEMM: below BLAS_SERIAL_WGRAD
+    run_epoch(net, X, prepare_targets(net, y), fastnn.Adam(), batch_size=128,
+              order=np.arange(256))
+    assert blas_threads() == before
+    tiny = np.array([np.finfo(np.float32).tiny], dtype=np.float32)
+    assert (tiny / np.float32(4))[0] > 0  # subnormals are back outside the epoch
+
+
+def test_epoch_flushes_subnormal_optimizer_state():
+    # hidden unit 0 is dead (relu of a very negative pre-activation): its parameters get a zero
+    # gradient, so Adam's m decays by beta1 per step; a subnormal m is flushed to zero inside
+    # the epoch instead of costing ~100 cycles per operation
+    X, y = _problem("softmax", "float32", n=64)
+    net = Network([4, 8, 3], seed=0)
+    net.weights[0][:, 0] = 0.0
+    net.biases[0][0] = -100.0
+    opt = fastnn.Adam()
+    m, v = opt._buffers(net.params)
+    dead = np.concatenate([np.arange(4) * 8, [net._b_off[0]], net._w_off[1] + np.arange(3)])
+    m[dead] = 1e-39  # subnormal in float32
+    v[dead] = 1.0
+    run_epoch(net, X, prepare_targets(net, y), opt, batch_size=64, order=np.arange(64))
+    assert (m[dead] == 0).all()
+    assert np.isfinite(net.params).all()
+
+
+def test_blockwise_cross_entropy_equals_the_row_kernel():
+    from fastnn.kernels import epoch as ek
+    from fastnn.kernels.softmax import softmax_cross_entropy_labels
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        z = (rng.normal(size=(37, 10)) * 30).astype(dtype)
+        labels = rng.integers(0, 10, 37)
+        for sw in (np.zeros(0, dtype), rng.random(37).astype(dtype)):
+            d1, d2 = np.empty_like(z), np.empty_like(z)
+            l1 = ek._ce_labels_small(z, labels, sw, d1)
+            l2 = softmax_cross_entropy_labels(z, labels, sw, d2)
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            assert l1 == pytest.approx(l2, rel=tol)
+            np.testing.assert_allclose(d1, d2, rtol=tol, atol=tol * np.abs(d2).max())
+        zz, dz = z.copy(), np.empty_like(z)  # in place (dz is z), as the kernel contract allows
+        assert ek._ce_labels_small(zz, labels, sw[:0], zz) == ek._ce_labels_small(z, labels, sw[:0], dz)
+        np.testing.assert_array_equal(zz, dz)
+        special = z[:3].copy()
+        special[0] = -np.inf  # fully masked row -> uniform, loss log(k)
+        special[1, 2] = np.nan
+        d1, d2 = np.empty_like(special), np.empty_like(special)
+        l1 = ek._ce_labels_small(special, labels[:3], np.zeros(0, dtype), d1)
+        l2 = softmax_cross_entropy_labels(special, labels[:3], np.zeros(0, dtype), d2)
+        assert np.isnan(l1) and np.isnan(l2)
+        np.testing.assert_array_equal(d1, d2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transa,transb", [(False, False), (False, True), (True, False),
+                                           (True, True)])
+@pytest.mark.parametrize("m,n,k", [(200, 100, 64), (64, 100, 200), (37, 300, 199)])
+def test_gemm_in_row_chunks_matches_numpy(m, n, k, transa, transb, dtype):
+    # products between SPLIT_MIN and SPLIT_MAX multiply-adds run as several BLAS calls
+    from fastnn.kernels._blas import SPLIT_MAX, SPLIT_MIN, gemm
+
+    assert SPLIT_MIN < m * n * k <= SPLIT_MAX
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((k, m) if transa else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if transb else (k, n)).astype(dtype)
+    opa, opb = (a.T if transa else a), (b.T if transb else b)
+    expected = -0.5 * (opa.astype(np.float64) @ opb.astype(np.float64))
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    c = np.full((m, n), np.nan, dtype=dtype)  # beta = 0 ignores the old values, even NaN
+    gemm(transa, transb, -0.5, a, b, 0.0, c)
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol * np.abs(expected).max())
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    c = c0.copy()
+    gemm(transa, transb, -0.5, a, b, 2.0, c)
+    np.testing.assert_allclose(c, expected + 2.0 * c0, rtol=tol,
+                               atol=tol * np.abs(expected).max())

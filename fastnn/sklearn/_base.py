@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
+from fastnn import stream
 from fastnn.network import Network
 from fastnn.train import NonFiniteLossError
 
@@ -264,15 +265,7 @@ class BaseMLP(StochasticMixin, BaseEstimator):
 
     def _logits(self, X):
         """Output-layer pre-activations for dense ``X`` in the network's dtype."""
-        net = self.network_
-        if hasattr(net, "logits"):
-            return net.logits(X)
-        # An identity-output twin sharing nothing but the parameter values (built per call, so
-        # predicting never changes the estimator's state).
-        twin = Network(list(net.layer_sizes), activation=list(net.activations), output="identity",
-                       dtype=np.dtype(net.dtype).name, seed=0)
-        twin.params[...] = net.params
-        return twin.forward(X)
+        return self.network_.logits(X)
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         """Private score method without input validation."""
@@ -296,7 +289,10 @@ class BaseMLP(StochasticMixin, BaseEstimator):
 
 
 def _dense(X, dtype):
-    """C-contiguous, writeable ``dtype`` array (sparse input is densified in one piece)."""
+    """C-contiguous, writeable ``dtype`` array (sparse input is densified in one piece).
+    A memory-mapped ``X`` is returned as is: fastnn reads it block by block (fastnn.stream)."""
+    if stream.is_out_of_core(X):
+        return X
     if sp.issparse(X):
         X = X.toarray()
     X = np.ascontiguousarray(X, dtype=dtype)

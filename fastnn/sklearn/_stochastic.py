@@ -13,6 +13,7 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from fastnn import stream
 from fastnn.train import NonFiniteLossError, run_epoch
 
 from . import _solvers
@@ -94,6 +95,12 @@ class StochasticMixin:
                 self.network_, X, targets, self._optimizer, batch_size=batch_size,
                 order=order, alpha=self.alpha, sample_weight=sample_weight,
             )
+        if stream.is_out_of_core(X):  # larger than memory: shuffled blocks (fastnn.stream)
+            return stream.run_epoch_blocks(
+                self.network_, X, targets, self._optimizer.engine, batch_size=batch_size,
+                rng=self._random_state, shuffle=self.shuffle, alpha=self.alpha,
+                sample_weight=sample_weight, data_loss_scale=self._data_loss_scale(),
+            )
         return run_epoch(
             self.network_, X, targets, self._optimizer.engine, batch_size=batch_size,
             order=order, alpha=self.alpha, sample_weight=sample_weight,
@@ -133,7 +140,8 @@ class StochasticMixin:
         # don't stratify in multilabel classification (scikit-learn's rule: single output only)
         stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
         arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
-        parts = train_test_split(
+        split = stream.split_rows if stream.is_out_of_core(X) else train_test_split
+        parts = split(
             *arrays, random_state=self._random_state, test_size=self.validation_fraction,
             stratify=stratify,
         )
