@@ -17,8 +17,10 @@ _limiter = None
 
 
 def _ensure_blas_loaded():
-    # numba's np.dot resolves scipy's BLAS lazily; import it so threadpoolctl sees it.
-    import scipy.linalg.cython_blas  # noqa: F401
+    # numba's np.dot resolves scipy's BLAS lazily; load it so threadpoolctl sees it.
+    from fastnn._scipy_blas import cython_blas
+
+    cython_blas()
 
 
 def set_num_threads(n):
@@ -70,11 +72,11 @@ def blas_thread_functions():
     """
     import ctypes
 
-    from scipy.linalg import cython_blas
+    from fastnn._scipy_blas import cython_blas
 
     found = {}
     try:
-        lib = ctypes.CDLL(cython_blas.__file__)
+        lib = ctypes.CDLL(cython_blas().__file__)
     except OSError:  # pragma: no cover - unusual packaging
         lib = None
     for key, names in (("set", _BLAS_SET_NAMES), ("get", _BLAS_GET_NAMES)):

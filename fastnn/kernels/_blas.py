@@ -40,11 +40,11 @@ def _capsule_address(capsule):
 
 
 def _register():
-    from scipy.linalg import cython_blas
+    from fastnn._scipy_blas import cython_blas
 
+    capi = cython_blas().__pyx_capi__
     for prefix in "sd":
-        llvm.add_symbol(f"fastnn_{prefix}gemm",
-                        _capsule_address(cython_blas.__pyx_capi__[f"{prefix}gemm"]))
+        llvm.add_symbol(f"fastnn_{prefix}gemm", _capsule_address(capi[f"{prefix}gemm"]))
 
 
 _register()
