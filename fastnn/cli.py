@@ -240,9 +240,12 @@ def _run_predict(args):
             pred = classes[idx] if classes is not None else idx
         else:
             pred = proba if net.output == "identity" else (proba > 0.5).astype(np.int64)
+    if pred.ndim == 2 and pred.shape[1] == 1:  # one output: one plain number per row
+        pred = pred[:, 0]
     _write_predictions(args.output, pred, proba if args.proba else None, classes)
     known = None if classes is None else classes.astype(str)
-    if y is not None and pred.ndim == 1 and (known is None or np.isin(y.astype(str), known).all()):
+    if y is not None and pred.ndim == 1 and net.output != "identity" \
+            and (known is None or np.isin(y.astype(str), known).all()):
         acc = float(np.mean(pred.astype(str) == y.astype(str)))
         print(f"accuracy: {acc:.4f} ({y.size} labelled rows in {args.data})", file=sys.stderr)
     return 0
@@ -273,7 +276,8 @@ def _write_predictions(path, pred, proba, classes):
 
 
 def _cell(v):
-    return f"{v:.7g}" if isinstance(v, float) or getattr(v, "dtype", None) == "float64" else str(v)
+    floating = isinstance(v, float) or getattr(getattr(v, "dtype", None), "kind", "") == "f"
+    return f"{v:.7g}" if floating else str(v)
 
 
 # --------------------------------------------------------------------------- bench

@@ -114,19 +114,19 @@ def _labels(t, n, k):
     return np.ascontiguousarray(t, dtype=np.int64)
 
 
-def _probabilities(t, z):
+def _probabilities(t, z, name="targets"):
     """Probability rows of the shape of ``z``: finite, non-negative, each summing to 1."""
-    y = _dense_targets(t, z)
+    y = _dense_targets(t, z, name)
     bad = ~np.all(np.isfinite(y) & (y >= 0), axis=1)
     if bad.any():
-        raise ValueError(f"targets: probabilities must be finite and non-negative "
+        raise ValueError(f"{name}: probabilities must be finite and non-negative "
                          f"(row {np.flatnonzero(bad)[0]})")
     sums = y.sum(axis=1, dtype=np.float64)
     tol = 1e-3 if y.dtype == np.float32 else 1e-6
     off = np.abs(sums - 1) > tol
     if off.any():
         i = np.flatnonzero(off)[0]
-        raise ValueError(f"targets: probability rows must sum to 1 (row {i} sums to {sums[i]:.6g})")
+        raise ValueError(f"{name}: probability rows must sum to 1 (row {i} sums to {sums[i]:.6g})")
     return y
 
 

@@ -57,6 +57,8 @@ def all_finite(a, rows=1 << 14):
     """``np.isfinite(a).all()`` without an ``a``-sized boolean temporary."""
     if a.dtype.kind != "f":
         return True
+    if a.ndim == 0:
+        return bool(np.isfinite(a))
     return all(np.isfinite(a[i:i + rows]).all() for i in range(0, max(a.shape[0], 1), rows))
 
 
@@ -97,9 +99,13 @@ class Network:
     def __init__(self, layer_sizes, activation="relu", output="softmax", dtype="float32",
                  seed=None):
         try:
-            sizes = tuple(int(s) for s in layer_sizes)
-        except (TypeError, ValueError):
-            raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}") from None
+            sizes = tuple(layer_sizes)
+        except TypeError:
+            sizes = None
+        if sizes is None or not all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+            raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
+        sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(
                 f"layer_sizes must have at least 2 entries, all >= 1, got {layer_sizes!r}")
@@ -202,7 +208,8 @@ class Network:
         n = X.shape[0]
         hidden = max(1, sum(self.layer_sizes[1:-1]))
         chunk = max(1, min(n, max(256, _FORWARD_ELEMENTS // hidden)))
-        ws = self._workspace("forward", _k.workspace_size(self.layer_sizes, chunk, False))
+        # per call (bounded by the chunk): concurrent calls from several threads stay safe
+        ws = np.empty(_k.workspace_size(self.layer_sizes, chunk, False), dtype=self.dtype)
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         ready = X.dtype == self.dtype and X.flags.c_contiguous
         step = max(n, 1) if ready else max(chunk, 1 << 14)
@@ -254,7 +261,8 @@ class Network:
         return data + l2, grad
 
     def _loss_grad(self, X, labels, targets, sw, alpha, grad):
-        ws = self._workspace("loss_grad", _k.workspace_size(self.layer_sizes, X.shape[0], False))
+        # per call: it grows with n, so it is not kept on the network after the call
+        ws = np.empty(_k.workspace_size(self.layer_sizes, X.shape[0], False), dtype=self.dtype)
         return _k.network_loss_grad(X, labels, targets, sw, self._sizes, self._w_off,
                                     self._b_off, self._codes, self._out_kind, self.params,
                                     float(alpha), ws, grad)

@@ -33,6 +33,13 @@ def _check_real(value, name, low, high=None, low_open=False, high_open=True):
     return float(value)
 
 
+def _describe(a):
+    if not isinstance(a, np.ndarray):
+        return type(a).__name__
+    layout = "C-contiguous" if a.flags.c_contiguous else "non-contiguous"
+    return f"{a.dtype}{list(a.shape)} ({layout}{'' if a.flags.writeable else ', read-only'})"
+
+
 class _Optimizer:
     kind = -1
     _n_states = 0
@@ -56,12 +63,15 @@ class _Optimizer:
         self._states = None
 
     def _buffers(self, params):
-        """(state1, state2) for ``params``, allocated (zeros) on first use or on a new layout."""
-        st = self._states
-        if st is None or st[0].dtype != params.dtype or st[2] != params.shape[0]:
-            n = params.shape[0]
-            bufs = [np.zeros(n if i < self._n_states else 0, dtype=params.dtype) for i in range(2)]
+        """(state1, state2) for ``params``, allocated (zeros) on first use or on a new layout,
+        and again when the number of states changes (e.g. ``SGD.momentum`` set to or from 0)."""
+        st, n = self._states, params.shape[0]
+        if st is None or st[0].dtype != params.dtype or st[2] != n:
             self.t = 0
+            st = None
+        lengths = [n if i < self._n_states else 0 for i in range(2)]
+        if st is None or [st[0].shape[0], st[1].shape[0]] != lengths:
+            bufs = [np.zeros(m, dtype=params.dtype) for m in lengths]
             st = self._states = (bufs[0], bufs[1], n)
         return st[0], st[1]
 
@@ -69,10 +79,24 @@ class _Optimizer:
         raise NotImplementedError
 
     def step(self, params, grad):
-        """Apply one update to ``params`` (float[p], in place) from ``grad`` (float[p])."""
+        """Apply one update to ``params`` (float[p], in place) from ``grad`` (float[p]).
+
+        ``params``: writeable C-contiguous 1-D float32/float64 ndarray; ``grad``: same shape and
+        dtype (any layout).  Raises ``TypeError``/``ValueError`` naming the argument otherwise.
+        """
+        if not isinstance(params, np.ndarray) or params.ndim != 1 \
+                or params.dtype not in (np.float32, np.float64) \
+                or not params.flags.c_contiguous or not params.flags.writeable:
+            raise TypeError("params must be a writeable C-contiguous 1-D float32 or float64 "
+                            f"ndarray, got {_describe(params)}")
+        grad = np.asarray(grad)
+        if grad.shape != params.shape:
+            raise ValueError(f"grad must have the shape of params {params.shape}, got {grad.shape}")
+        if grad.dtype != params.dtype:
+            raise TypeError(f"grad must have the dtype of params ({params.dtype}), got {grad.dtype}")
         s1, s2 = self._buffers(params)
         _k.optimizer_step(self.kind, self._hparams(), params,
-                          np.ascontiguousarray(grad, dtype=params.dtype), s1, s2, self.t + 1)
+                          np.ascontiguousarray(grad), s1, s2, self.t + 1)
         self.t += 1
 
     def __repr__(self):
@@ -89,8 +113,11 @@ class SGD(_Optimizer):
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
         self.momentum = _check_real(momentum, "momentum", 0.0, 1.0)
         self.nesterov = bool(nesterov)
-        self._n_states = 1 if self.momentum > 0 else 0
         super().__init__(lr)
+
+    @property
+    def _n_states(self):  # from the current momentum: it may be set after construction
+        return 1 if self.momentum > 0 else 0
 
     def _hparams(self):
         return np.array([self.lr, self.momentum, float(self.nesterov), 0.0, 0.0])

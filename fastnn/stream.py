@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import mmap
 import numbers
+import threading
 
 import numpy as np
 
@@ -176,8 +177,9 @@ def _block_slices(n, rows):
         yield start, min(n, start + rows)
 
 
-def check_finite(X, name="X", block_bytes=None):
-    """Raise ``ValueError`` if ``X`` holds NaN or infinity, reading it one block at a time.
+def check_finite(X, name="X", block_bytes=None, dtype=None):
+    """Raise ``ValueError`` if ``X`` holds NaN or infinity, reading it one block at a time; with
+    ``dtype``, also if a value becomes infinite when cast to it (float64 1e39 to float32).
 
     Per block: a float64 sum (no temporary of the block's size); only a block whose sum is not
     finite gets the element-wise test, so finite values that merely overflow the sum pass.
@@ -188,10 +190,16 @@ def check_finite(X, name="X", block_bytes=None):
         return
     cols = int(np.prod(X.shape[1:], dtype=np.int64)) if X.ndim > 1 else 1
     rows = block_rows(cols, X.dtype, block_bytes)
+    narrow = dtype is not None and np.dtype(dtype).itemsize < X.dtype.itemsize
     for start, stop in _block_slices(X.shape[0], rows):
         part = X[start:stop]
         if not np.isfinite(np.sum(part, dtype=np.float64)) and not np.isfinite(part).all():
             raise ValueError(f"{name} contains NaN or infinity")
+        if narrow and part.size:  # the cast is monotonic: its extremes decide
+            with np.errstate(over="ignore"):
+                ends = np.array([part.min(), part.max()]).astype(dtype)
+            if not np.isfinite(ends).all():
+                raise ValueError(f"{name} contains NaN or infinity (once cast to {dtype})")
 
 
 def prepare_inputs(net, X, y, sample_weight=None, alpha=0.0, block_bytes=None, xname="X",
@@ -219,7 +227,7 @@ def prepare_inputs(net, X, y, sample_weight=None, alpha=0.0, block_bytes=None, x
         raise TypeError(f"{xname} must hold numbers, got dtype {X.dtype}")
     if X.shape[0] == 0:
         raise ValueError(f"{xname} must have at least one row")
-    check_finite(X, xname, block_bytes)
+    check_finite(X, xname, block_bytes, net.dtype)
     n = X.shape[0]
     if is_out_of_core(y):
         rows = block_rows(int(np.prod(np.shape(y)[1:], dtype=np.int64)), np.float64, block_bytes)
@@ -373,5 +381,14 @@ def forward(net, X, out=None, block_bytes=None, fn=None):
     if X.shape[0] == 0:
         return out
     rows = min(X.shape[0], block_rows(X.shape[1], net.dtype, block_bytes))
-    buf = _buffer(net, "x", rows, X.shape[1])  # the training buffer, when it has this size
-    return map_blocks(net.forward if fn is None else fn, X, out, dtype=net.dtype, buf=buf)
+    fn = net.forward if fn is None else fn
+    # the training buffer, when it has this size; a buffer of its own for a call made while
+    # another thread predicts with the same network (the kernels release the GIL)
+    lock = net._workspaces.setdefault(("stream", "lock"), threading.Lock())
+    if not lock.acquire(blocking=False):
+        return map_blocks(fn, X, out, dtype=net.dtype,
+                          buf=np.empty((rows, X.shape[1]), dtype=net.dtype))
+    try:
+        return map_blocks(fn, X, out, dtype=net.dtype, buf=_buffer(net, "x", rows, X.shape[1]))
+    finally:
+        lock.release()

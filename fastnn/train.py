@@ -90,8 +90,8 @@ def prepare_targets(net, y, name="y"):
     k = net.layer_sizes[-1]
     if y.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numbers, got dtype {y.dtype}")
-    _check_finite(y, name)
     if net.output == "softmax" and y.ndim == 1:
+        _check_finite(y, name)
         if y.dtype.kind == "f" and not np.array_equal(y, np.floor(y)):
             raise ValueError(f"{name} must hold integer class labels for a softmax output")
         if y.size and (y.min() < 0 or y.max() >= k):
@@ -103,19 +103,30 @@ def prepare_targets(net, y, name="y"):
     if y.ndim != 2 or y.shape[1] != k:
         want = "labels int[n] or probability rows" if net.output == "softmax" else "values"
         raise ValueError(f"{name} must have shape (n_samples, {k}) ({want}), got {y.shape}")
-    if net.output != "identity" and y.size and (y.min() < 0 or y.max() > 1):
+    y = _cast(y, net.dtype)
+    _check_finite(y, name)
+    if net.output == "softmax":  # the fused gradient p - y needs rows summing to 1
+        from fastnn.functional import _probabilities
+
+        _probabilities(y, y, name)
+    elif net.output == "sigmoid" and y.size and (y.min() < 0 or y.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for a {net.output} output")
-    return np.ascontiguousarray(y, dtype=net.dtype)
+    return y
+
+
+def _cast(a, dtype):
+    """``a`` as C-contiguous ``dtype``; values out of its range become inf (no warning), for
+    the finite check that follows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _prepare_inputs(net, X, y, sample_weight, alpha, xname="X", yname="y"):
     """Validated (X, labels, targets, sw) ready for the kernels."""
-    from fastnn.network import _as_input
+    from fastnn.network import _check_input
 
-    X = np.asarray(X)
-    if X.dtype.kind in "biuf":
-        _check_finite(X, xname)
-    X = _as_input(X, net.layer_sizes[0], net.dtype, xname)
+    X = _cast(_check_input(X, net.layer_sizes[0], xname), net.dtype)
+    _check_finite(X, xname)  # after the cast: a float64 1e39 is inf in a float32 network
     t = prepare_targets(net, y, yname)
     if t.shape[0] != X.shape[0]:
         raise ValueError(f"{xname} has {X.shape[0]} rows but {yname} has {t.shape[0]}")
@@ -133,10 +144,11 @@ def _prepare_weights(sample_weight, n, dtype):
     sw = np.asarray(sample_weight)
     if sw.dtype.kind not in "biuf" or sw.shape != (n,):
         raise ValueError(f"sample_weight must be a 1-D array of {n} numbers, got shape {sw.shape}")
+    sw = _cast(sw, dtype)
     _check_finite(sw, "sample_weight")
     if sw.size and (sw.min() < 0 or sw.sum() <= 0):
         raise ValueError("sample_weight must be >= 0 with a positive sum")
-    return np.ascontiguousarray(sw, dtype=dtype)
+    return sw
 
 
 def _split_targets(net, t):

@@ -85,6 +85,26 @@ def test_train_save_predict_csv(data, tmp_path):
     assert out[0] == "prediction" and [r for r in out[1:]] == [r[0] for r in rows[1:]]
 
 
+@pytest.mark.parametrize("output,dtype", [("identity", "float64"), ("sigmoid", "float32"),
+                                          ("sigmoid", "float64")])
+def test_predict_with_a_one_output_network(data, tmp_path, output, dtype):
+    import fastnn
+
+    net = fastnn.Network([3, 4, 1], activation="tanh", output=output, dtype=dtype, seed=0)
+    fastnn.save(net, tmp_path / "one.npz")
+    # a csv with a label column too: no "accuracy" for a regression network
+    proc = run("predict", "--model", tmp_path / "one.npz", "--data", data / "blobs.csv",
+               "--target", "kind")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(proc.stdout.splitlines()))
+    assert rows[0] == ["prediction"] and len(rows) == 121
+    got = np.array([float(r[0]) for r in rows[1:]])  # plain numbers, one per row
+    want = net.predict(np.load(data / "X_blobs.npy"))[:, 0]  # the csv's features
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    if output == "identity":
+        assert "accuracy" not in proc.stderr
+
+
 def test_train_npz_and_npy_pair(data, tmp_path):
     for source in (["--data", data / "blobs.npz", "--solver", "sgd"],
                    ["--data", data / "X_blobs.npy"],

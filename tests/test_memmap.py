@@ -165,6 +165,11 @@ def test_streaming_validation_names_the_argument(tmp_path):
         stream.prepare_inputs(net, _memmap(tmp_path, X), y[:-1])
     huge = np.full((4, 8), 3e38, dtype=np.float32)  # finite values whose sum overflows
     stream.check_finite(huge)
+    wide = X.astype(np.float64)
+    wide[777, 3] = -1e39  # finite in the file, -inf once read into the float32 network
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        stream.prepare_inputs(net, _memmap(tmp_path, wide), y, block_bytes=1024)
+    stream.check_finite(wide)  # no dtype: only the file's own values
 
 
 def test_non_finite_loss_in_a_block_raises(tmp_path):
@@ -204,6 +209,29 @@ def test_forward_blocks_into_a_memmap(tmp_path):
     np.testing.assert_allclose(net.logits(m), net.logits(X), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"out must be a writeable array of shape \(1000, 3\)"):
         stream.forward(net, m, out=np.empty((10, 3), np.float32))
+
+
+def test_forward_on_memmaps_from_two_threads(tmp_path):
+    import threading
+
+    net = fastnn.Network([32, 256, 256, 10], seed=0)
+    rng = np.random.default_rng(0)
+    maps = [_memmap(tmp_path, rng.normal(size=(2000, 32)).astype(np.float32), f"X{i}.npy")
+            for i in range(2)]
+    expected = [net.forward(np.asarray(m).copy()) for m in maps]
+    bad = []
+
+    def work(m, want):
+        for _ in range(30):
+            if not np.array_equal(net.predict_proba(m), want):
+                bad.append(1)
+
+    threads = [threading.Thread(target=work, args=a) for a in zip(maps, expected)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
 
 
 # --------------------------------------------------------------------------- fastnn.fit

@@ -244,3 +244,53 @@ def test_forward_converts_large_inputs_in_chunks():
     np.testing.assert_array_equal(net.forward(X), net.forward(X.astype(np.float32)))
     Xf = np.asfortranarray(X[:100])
     np.testing.assert_array_equal(net.forward(Xf), net.forward(X[:100]))
+
+
+def test_predict_proba_is_thread_safe():
+    import threading
+
+    net = Network([32, 256, 256, 10], seed=0)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(n, 32)).astype(np.float32) for n in (300, 500)]
+    expected = [net.predict_proba(X) for X in inputs]
+    bad = []
+
+    def work(X, want):
+        for _ in range(40):
+            if not np.array_equal(net.predict_proba(X), want):
+                bad.append(1)
+
+    threads = [threading.Thread(target=work, args=(X, e)) for X, e in zip(inputs, expected)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+def test_loss_and_grad_keeps_no_dataset_sized_workspace():
+    net = Network([20, 64, 3], seed=0)
+    X, y = _data(net, 5000)
+    loss, grad = net.loss_and_grad(X, y)
+    assert np.isfinite(loss) and grad.shape == net.params.shape
+    held = [a for v in net._workspaces.values()
+            for a in (v if isinstance(v, tuple) else (v,)) if isinstance(a, np.ndarray)]
+    assert sum(a.size for a in held) < X.shape[0]
+    np.testing.assert_array_equal(net.loss_and_grad(X, y)[1], grad)  # same result again
+
+
+@pytest.mark.parametrize("sizes", [[2.9, 3, 2], [2, 3.0, 2], [True, 3, 2], ["2", 3], 5, "23"])
+def test_layer_sizes_must_be_integers(sizes):
+    with pytest.raises(TypeError, match="layer_sizes must be a sequence of ints"):
+        Network(sizes)
+    assert Network(np.array([2, 3, 2])).layer_sizes == (2, 3, 2)  # numpy ints are fine
+
+
+def test_zero_dimensional_inputs_raise_value_errors_naming_them():
+    net = Network([3, 4, 2], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="X must be a 2-D"):
+        net.loss_and_grad(np.float64(1.0), [0])
+    with pytest.raises(ValueError, match=r"y must have shape \(n_samples, 2\)"):
+        net.loss_and_grad(np.ones((1, 3)), np.float64(0.5))
+    with pytest.raises(ValueError, match="X must be a 2-D"):
+        fastnn.fit(net, np.float64(1.0), [0], epochs=1, batch_size=1, optimizer=fastnn.SGD())

@@ -108,3 +108,45 @@ def test_setting_a_bad_lr_raises():
     with pytest.raises(ValueError, match="lr"):
         opt.lr = -1.0
     assert "Adam(lr=0.001" in repr(opt)
+
+
+@pytest.mark.parametrize("make", [lambda: fastnn.SGD(1.0), lambda: fastnn.SGD(0.1, momentum=0.9),
+                                  lambda: fastnn.Adam()])
+def test_step_validates_params_and_grad(make):
+    opt = make()
+    with pytest.raises(ValueError, match=r"grad must have the shape of params \(8,\), got \(3,\)"):
+        opt.step(np.zeros(8), np.ones(3))
+    with pytest.raises(TypeError, match="grad must have the dtype of params \\(float64\\)"):
+        opt.step(np.zeros(8), np.ones(8, dtype=np.float32))
+    with pytest.raises(TypeError, match="params must be a writeable C-contiguous 1-D float32"):
+        opt.step(np.zeros(8, dtype=np.int64), np.ones(8, dtype=np.int64))
+    with pytest.raises(TypeError, match="params must be"):
+        opt.step(np.zeros((2, 4)), np.ones((2, 4)))
+    with pytest.raises(TypeError, match="params must be"):
+        opt.step(np.zeros(16)[::2], np.ones(8))
+    with pytest.raises(TypeError, match="params must be"):
+        opt.step([0.0, 0.0], np.ones(2))
+    assert opt.t == 0
+    p = np.zeros(8)
+    opt.step(p, np.ones(8)[::-1])  # a non-contiguous grad is fine
+    assert opt.t == 1 and np.all(p < 0)
+
+
+def test_momentum_set_after_construction_is_used():
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    y = (X[:, 0] > X[:, 1]).astype(np.int64)
+
+    def train(opt):
+        net = fastnn.Network([4, 8, 2], dtype="float64", seed=0)
+        fastnn.fit(net, X, y, epochs=3, batch_size=16, optimizer=opt, seed=1)
+        return net.params
+
+    late = fastnn.SGD(0.05)
+    late.momentum = 0.9
+    np.testing.assert_array_equal(train(late), train(fastnn.SGD(0.05, momentum=0.9)))
+    assert not np.array_equal(train(fastnn.SGD(0.05)), train(fastnn.SGD(0.05, momentum=0.9)))
+    # and back: momentum 0 needs no velocity, a step is plain SGD
+    late.momentum = 0.0
+    p = np.zeros(3)
+    late.step(p, np.ones(3))
+    np.testing.assert_allclose(p, -0.05)
