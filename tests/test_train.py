@@ -186,6 +186,11 @@ def test_non_finite_step_is_not_applied():
     (dict(validation_data=(np.ones((2, 2)),)), "validation_data"),
     (dict(validation_data=(np.ones((2, 2)), np.array([0, 5]))), r"validation_data\[1\]"),
     (dict(lr_schedule="cosine"), "lr_schedule"),
+    # checked after the cast to the network's float32: 1e39 becomes inf there
+    (dict(X=np.full((4, 2), 1e39)), "X contains NaN or infinity"),
+    (dict(sample_weight=np.array([1.0, 1e39, 1.0, 1.0])), "sample_weight contains NaN"),
+    (dict(y=np.full((4, 2), 0.25)), r"y: probability rows must sum to 1 \(row 0 sums to 0.5\)"),
+    (dict(y=np.array([[0.5, 0.5]] * 3 + [[1.5, -0.5]])), "y: probabilities must be"),
 ])
 def test_fit_validates_arguments(kwargs, match):
     args = dict(X=np.ones((4, 2)), y=np.array([0, 1, 0, 1]), epochs=1, batch_size=2)
@@ -195,6 +200,19 @@ def test_fit_validates_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fastnn.fit(net, args.pop("X"), args.pop("y"), optimizer=fastnn.SGD(), **args)
     np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "identity"])
+def test_dense_targets_are_checked_after_the_cast(output):
+    net = Network([2, 3, 2], output=output, seed=0)  # float32
+    y = np.zeros((4, 2))
+    y[1, 0] = 1e39 if output == "identity" else np.nan
+    with pytest.raises(ValueError, match="y contains NaN or infinity"):
+        net.loss_and_grad(np.ones((4, 2)), y)
+    # probability rows that sum to 1 are accepted, within float32 rounding
+    soft = Network([2, 3, 3], seed=0)
+    p = np.random.default_rng(0).dirichlet(np.ones(3), size=4)
+    assert np.isfinite(soft.loss_and_grad(np.ones((4, 2)), p)[0])
 
 
 def test_fit_type_errors():
@@ -306,6 +324,24 @@ def test_verbose_splits_epochs_without_changing_the_result(capsys):
     np.testing.assert_array_equal(a.params, b.params)
     np.testing.assert_allclose(ha.train_loss, hb.train_loss, rtol=1e-12)
     assert "fastnn.fit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_consecutive_batches_read_in_place_equal_gathered_batches(output):
+    # batches of consecutive rows are read from X in place (no copy); the same batches reached
+    # through a descending order on a reversed copy of X are gathered: same updates, same loss
+    X, y = _problem(output, "float64", n=30)
+    sw = np.random.default_rng(1).random(30) + 0.5
+    a = Network([4, 6, 3], output=output, dtype="float64", seed=0)
+    b = a.copy()
+    order = np.concatenate([np.arange(14), [20, 15, 16], np.arange(17, 20), np.arange(21, 30)])
+    la = run_epoch(a, X, prepare_targets(a, y), fastnn.SGD(0.1), batch_size=7, order=order,
+                   sample_weight=sw)
+    rev = X.shape[0] - 1 - order  # row i of X is row n - 1 - i of the reversed copy
+    lb = run_epoch(b, X[::-1].copy(), prepare_targets(b, y[::-1].copy()), fastnn.SGD(0.1),
+                   batch_size=7, order=rev, sample_weight=sw[::-1].copy())
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-14)
+    assert la == pytest.approx(lb, rel=1e-12)
 
 
 def test_epoch_restores_the_fp_mode_and_blas_threads():

@@ -370,13 +370,27 @@ def network_forward(x, sizes, w_off, b_off, codes, out_kind, params, ws, chunk, 
 
 # --------------------------------------------------------------------------- one epoch
 @jit
-def _gather(x, labels, targets, sw, order, i0, rows, xb, lb, tb, wb):
+def _consecutive_start(order, i0, rows, n):
+    """``order[i0]`` when ``order[i0:i0 + rows]`` is the run ``start, start + 1, ...`` of rows
+    of an ``n``-row ``x``, else -1."""
+    start = order[i0]
+    if start < 0 or start + rows > n:
+        return -1
+    for r in range(1, rows):
+        if order[i0 + r] != start + r:
+            return -1
+    return start
+
+
+@jit
+def _gather(x, labels, targets, sw, order, i0, rows, xb, lb, tb, wb, copy_x):
     d = x.shape[1]
     k = targets.shape[1]
     for r in range(rows):
         src = order[i0 + r]
-        for j in range(d):
-            xb[r, j] = x[src, j]
+        if copy_x:
+            for j in range(d):
+                xb[r, j] = x[src, j]
         if lb.shape[0] > 0:
             lb[r] = labels[src]
         if tb.shape[0] > 0:
@@ -426,6 +440,8 @@ def train_epoch(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, 
     costs ~100 cycles (measured: a digits epoch 0.97 ms -> 1.24 ms by epoch 200 without it).
     Values below 1e-38 (float32) / 1e-308 (float64) change nothing a float comparison sees.
     Layers below :data:`BLAS_SERIAL_MAX` multiply-adds run their GEMMs on one BLAS thread.
+    A minibatch whose rows are consecutive in ``x`` (``order[i:i + b]`` = ``s, s + 1, ...``) is
+    read in place; other minibatches are gathered into the workspace.
     """
     mode = fp_mode()
     set_fp_mode(mode | FTZ_DAZ)
@@ -461,7 +477,14 @@ def _epoch_steps(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off,
         lv = lb[:rows] if lb.shape[0] > 0 else lb
         tv = tb[:rows] if tb.shape[0] > 0 else tb
         wv = wb[:rows] if wb.shape[0] > 0 else wb
-        _gather(x, labels, targets, sw, order, i0, rows, xv, lv, tv, wv)
+        # consecutive rows (an unshuffled order) are read from x in place: a copy costs the copy
+        # and, with 2 BLAS threads, the second thread then reads half of the freshly written
+        # block from the other core's cache (784-256-10, batch 128, float32: ~50 us of a
+        # ~700 us step; same results)
+        start = _consecutive_start(order, i0, rows, x.shape[0])
+        if start >= 0:
+            xv = _borrow(x[start:start + rows])
+        _gather(x, labels, targets, sw, order, i0, rows, xv, lv, tv, wv, start < 0)
         data = _forward_loss(xv, lv, tv, wv, av, dv, wts, bs, codes, out_kind, blas_threads)
         if not math.isfinite(data):
             return data_sum, l2_sum, steps, False
