@@ -33,6 +33,12 @@ CONFIGS = {
 LARGE = ["784-256-10", "784-1024-1024-10"]
 
 
+
+def _shuffled(n):
+    """A fixed shuffled visiting order, as training with ``shuffle=True`` uses: every minibatch
+    is gathered (fastnn reads consecutive rows in place, which an unshuffled order would allow)."""
+    return np.random.default_rng(1).permutation(n).astype(np.int64)
+
 def _problem(name, benchmark):
     sizes, batch, act, steps, rounds = CONFIGS[name]
     if getattr(benchmark, "disabled", False):  # plain `pytest`: one untimed step as a check
@@ -57,7 +63,7 @@ def test_step_fastnn(benchmark, name):
     benchmark.group = f"train step {name} batch {batch} float32"
     init = net.params.copy()
     opt = fastnn.SGD(lr=0.1)
-    order = np.arange(X.shape[0])
+    order = _shuffled(X.shape[0])
     run_epoch(net, X, y, opt, batch_size=batch, order=order[:batch])  # compile / load
 
     def reset():
@@ -74,7 +80,7 @@ def test_step_fastnn(benchmark, name):
 def test_step_reference(benchmark, name):
     net, X, y, batch, steps, rounds = _problem(name, benchmark)
     benchmark.group = f"train step {name} batch {batch} float32"
-    order = np.arange(X.shape[0])
+    order = _shuffled(X.shape[0])
     state = {}
 
     def reset():

@@ -81,7 +81,7 @@ def _train_step_pair(sizes, batch, act, steps, dtype, rng):
     X = rng.random((n, sizes[0]), dtype=dtype)  # pixel-like inputs in [0, 1)
     y = rng.integers(0, sizes[-1], n)
     net = fastnn.Network(list(sizes), activation=act, dtype=dtype, seed=0)
-    opt, order = fastnn.SGD(0.1), np.arange(n)
+    opt, order = fastnn.SGD(0.1), rng.permutation(n)  # shuffled, as in training
     weights = [w.copy() for w in net.weights]
     biases = [b.copy() for b in net.biases]
 
