@@ -206,3 +206,31 @@ def test_held_out_score_float32_within_002_of_scikit_learn(dataset, solver):
     ours, theirs = a.score(X_te, y_te), b.score(X_te, y_te)
     assert ours >= theirs - 0.02, (ours, theirs)
     assert ours > (0.3 if dataset == "multilabel" else 0.7)  # multilabel: exact-match accuracy
+
+
+# --------------------------------------------------------------------------- validation loss
+@pytest.mark.parametrize("case", ["multiclass", "multilabel", "regression", "regression2", "poisson"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_validation_loss_from_one_forward_pass_equals_loss_and_grad(case, dtype, weighted):
+    # _validation_loss (logits + fused loss + L2) == the objective of _loss_and_grad (full pass)
+    rng = np.random.default_rng(0)
+    if case == "multilabel":
+        X, y = make_multilabel_classification(n_samples=80, n_features=6, n_classes=3, random_state=0)
+    else:
+        X, y = _iris()
+    if case.startswith("regression") or case == "poisson":
+        y = X[:, :2] + 3.0 if case == "regression2" else np.abs(X[:, 0]) + 0.1
+        est = MLPRegressor(hidden_layer_sizes=(7,), max_iter=5, alpha=0.3, random_state=0,
+                           loss="poisson" if case == "poisson" else "squared_error")
+    else:
+        est = MLPClassifier(hidden_layer_sizes=(7,), max_iter=5, alpha=0.3, random_state=0)
+    X = X.astype(dtype)
+    sw = rng.uniform(0.2, 2.0, size=X.shape[0]).astype(dtype) if weighted else None
+    est.fit(X, y, sample_weight=sw)
+    y_enc = est._label_binarizer.transform(y) if hasattr(est, "_label_binarizer") else y
+    targets = est._engine_targets(np.asarray(y_enc, dtype=float).reshape(X.shape[0], -1))
+    new = est._validation_loss(X, targets, sw)
+    old, _ = est._loss_and_grad(X, targets, sw, encoded=True)
+    assert np.isfinite(new)
+    assert new == pytest.approx(float(old), rel=1e-5 if dtype == np.float32 else 1e-10)

@@ -19,7 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from fastnn import stream
 from fastnn.network import Network
-from fastnn.train import NonFiniteLossError
+from fastnn.train import NonFiniteLossError, _prepare_inputs
 
 from . import _solvers
 from ._stochastic import NON_FINITE_MSG, StochasticMixin
@@ -231,10 +231,14 @@ class BaseMLP(StochasticMixin, BaseEstimator):
     # ------------------------------------------------------------------ lbfgs
     def _fit_lbfgs(self, X, y, sample_weight):
         y = self._engine_targets(y)
+        if self.out_activation_ == "exp" or stream.is_out_of_core(X):
+            objective = lambda: self._loss_and_grad(X, y, sample_weight, encoded=True)  # noqa: E731
+        else:
+            objective = self._prepared_objective(X, y, sample_weight)
         try:
             res = _solvers.lbfgs(
                 self.network_,
-                lambda: self._loss_and_grad(X, y, sample_weight, encoded=True),
+                objective,
                 max_iter=self.max_iter,
                 max_fun=self.max_fun,
                 tol=self.tol,
@@ -244,6 +248,26 @@ class BaseMLP(StochasticMixin, BaseEstimator):
             raise ValueError(NON_FINITE_MSG) from exc
         self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
         self.loss_ = res.fun
+
+    def _prepared_objective(self, X, y, sample_weight):
+        """``_loss_and_grad`` for in-memory data, validated and converted once: each call runs
+        only the compiled loss/gradient kernel into one preallocated gradient buffer."""
+        net = self.network_
+        Xp, labels, targets, sw = _prepare_inputs(net, X, y, sample_weight, self.alpha)
+        grad = np.empty_like(net.params)
+        alpha = self.alpha
+        scale = self._data_loss_scale()
+        sw_sum = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+
+        def objective():
+            data, l2 = net._loss_grad(Xp, labels, targets, sw, alpha, grad)
+            loss = data + l2
+            if scale != 1.0:
+                l2 = _solvers.l2_penalty(net, alpha, sw_sum)
+                loss = (loss - l2) * scale + l2
+            return loss, grad
+
+        return objective
 
     def _restore_from_network(self):
         """Rebuild private state after :func:`fastnn.load` set the parameters, ``network_`` and

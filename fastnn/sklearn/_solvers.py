@@ -178,7 +178,8 @@ def poisson_epoch(net, X, y, schedule, *, batch_size, order, alpha, sample_weigh
 def lbfgs(net, loss_and_grad, *, max_iter, max_fun, tol, verbose):
     """scipy L-BFGS-B over ``net.params`` (float64 iterates, copied into the buffer each call).
 
-    ``loss_and_grad()`` evaluates the network at its current parameters.  Returns scipy's
+    ``loss_and_grad()`` evaluates the network at its current parameters (its gradient may be a
+    buffer it reuses: ``fun`` hands scipy a copy).  Returns scipy's
     ``OptimizeResult``; the buffer holds ``result.x`` on return.
     """
     params = net.params
@@ -186,7 +187,8 @@ def lbfgs(net, loss_and_grad, *, max_iter, max_fun, tol, verbose):
     def fun(x):
         params[...] = x
         loss, grad = loss_and_grad()
-        return float(loss), np.asarray(grad, dtype=np.float64)
+        # a copy: scipy keeps the returned gradient while ``grad`` may be a reused buffer
+        return float(loss), np.array(grad, dtype=np.float64)
 
     options = {"maxfun": max_fun, "maxiter": max_iter, "gtol": tol}
     if _scipy_lbfgs_takes_iprint():

@@ -13,6 +13,7 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from fastnn import functional as F
 from fastnn import stream
 from fastnn.train import NonFiniteLossError, run_epoch
 
@@ -185,13 +186,24 @@ class StochasticMixin:
                 self.best_loss_ = self.loss_curve_[-1]
 
     def _validation_loss(self, X_val, y_val_encoded, sw_val):
-        """The training objective (loss + L2 term) on the validation split."""
-        try:
-            with np.errstate(all="ignore"):
-                loss, _ = self._loss_and_grad(X_val, y_val_encoded, sw_val, encoded=True)
-        except NonFiniteLossError:  # the Poisson loss overflowed on the validation rows
-            return np.nan
-        return float(loss)
+        """The training objective (loss + L2 term) on the validation split, from one forward
+        pass (no gradient): ``y_val_encoded`` is already in the engine's form."""
+        net = self.network_
+        sw_sum = X_val.shape[0] if sw_val is None else float(np.sum(sw_val))
+        l2 = _solvers.l2_penalty(net, self.alpha, sw_sum)
+        with np.errstate(all="ignore"):
+            z = net.logits(X_val)
+            if self.out_activation_ == "exp":
+                if not np.isfinite(z - (np.exp(z) - y_val_encoded)).all():
+                    return np.nan  # the Poisson loss overflowed on the validation rows
+                return float(_solvers.poisson_loss(y_val_encoded, z, sw_val) + l2)
+            if self.out_activation_ == "softmax":
+                data, _ = F.softmax_cross_entropy(z, y_val_encoded, sw_val)
+            elif self.out_activation_ == "logistic":
+                data, _ = F.sigmoid_cross_entropy(z, y_val_encoded, sw_val)
+            else:
+                data, _ = F.squared_error(z, y_val_encoded, sw_val)
+        return float(data * self._data_loss_scale() + l2)
 
 
 def _warn_max_iter(max_iter):
