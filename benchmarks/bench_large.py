@@ -23,6 +23,8 @@ from fastnn.kernels._blas import gemm
 from fastnn.network import Network
 from fastnn.train import run_epoch
 
+from _orders import shuffled  # benchmarks/ is on sys.path (pytest prepend mode, or as a script)
+
 DTYPE = np.float32
 SIZES = [784, 4096, 4096, 10]
 BATCH = 512
@@ -30,12 +32,6 @@ STEPS = 4  # per timed call
 ROUNDS = 5
 NAME = "784-4096-4096-10 batch 512 relu float32"
 
-
-
-def _shuffled(n):
-    """A fixed shuffled visiting order, as training with ``shuffle=True`` uses: every minibatch
-    is gathered (fastnn reads consecutive rows in place, which an unshuffled order would allow)."""
-    return np.random.default_rng(1).permutation(n).astype(np.int64)
 
 def _steps(benchmark):
     return 1 if getattr(benchmark, "disabled", False) else STEPS
@@ -60,7 +56,7 @@ def _time_fastnn(benchmark, steps):
     net, X, y = _problem(steps)
     init = net.params.copy()
     opt = fastnn.SGD(lr=0.01)
-    order = _shuffled(X.shape[0])
+    order = shuffled(X.shape[0])
     run_epoch(net, X, y, opt, batch_size=BATCH, order=order[:BATCH])  # compile / load
 
     def reset():
@@ -113,7 +109,7 @@ def test_large_step_reference(benchmark):
     benchmark.group = f"large step {NAME}"
     steps = _steps(benchmark)
     net, X, y = _problem(steps)
-    order = _shuffled(X.shape[0])
+    order = shuffled(X.shape[0])
     state = {}
 
     def reset():
@@ -150,7 +146,7 @@ def _interleaved(rounds=7, steps=STEPS, threads=2):
     net, X, y = _problem(steps)
     init = net.params.copy()
     opt = fastnn.SGD(lr=0.01)
-    order = _shuffled(X.shape[0])
+    order = shuffled(X.shape[0])
     rng = np.random.default_rng(1)
     x = np.ascontiguousarray(X[:BATCH])
     ws = [np.ascontiguousarray(w) for w in net.weights]

@@ -22,6 +22,8 @@ from fastnn.kernels._blas import gemm
 from fastnn.network import Network
 from fastnn.train import run_epoch
 
+from _orders import shuffled  # benchmarks/ is on sys.path (pytest prepend mode, or as a script)
+
 DTYPE = np.float32
 # (layer sizes, batch, hidden activation, steps per timed call, rounds)
 CONFIGS = {
@@ -32,12 +34,6 @@ CONFIGS = {
 }
 LARGE = ["784-256-10", "784-1024-1024-10"]
 
-
-
-def _shuffled(n):
-    """A fixed shuffled visiting order, as training with ``shuffle=True`` uses: every minibatch
-    is gathered (fastnn reads consecutive rows in place, which an unshuffled order would allow)."""
-    return np.random.default_rng(1).permutation(n).astype(np.int64)
 
 def _problem(name, benchmark):
     sizes, batch, act, steps, rounds = CONFIGS[name]
@@ -63,7 +59,7 @@ def test_step_fastnn(benchmark, name):
     benchmark.group = f"train step {name} batch {batch} float32"
     init = net.params.copy()
     opt = fastnn.SGD(lr=0.1)
-    order = _shuffled(X.shape[0])
+    order = shuffled(X.shape[0])
     run_epoch(net, X, y, opt, batch_size=batch, order=order[:batch])  # compile / load
 
     def reset():
@@ -80,7 +76,7 @@ def test_step_fastnn(benchmark, name):
 def test_step_reference(benchmark, name):
     net, X, y, batch, steps, rounds = _problem(name, benchmark)
     benchmark.group = f"train step {name} batch {batch} float32"
-    order = _shuffled(X.shape[0])
+    order = shuffled(X.shape[0])
     state = {}
 
     def reset():

@@ -14,14 +14,15 @@ import time
 import numpy as np
 
 from fastnn.kernels import epoch as _k
+from fastnn.kernels.dense import SMALL_BACKWARD
 from fastnn.optim import _Optimizer, make_schedule
 
 __all__ = ["fit", "run_epoch", "prepare_targets", "History", "NonFiniteLossError"]
 
 
-#: layers with more multiply-adds than this fold plain/momentum SGD into the weight GEMM
-#: (the same threshold at which the dense kernels switch from loops to BLAS)
-_FUSE_MIN = 256
+#: layers with more multiply-adds than this fold plain/momentum SGD into the weight GEMM:
+#: the threshold at which the dense kernels switch from loops to BLAS
+_FUSE_MIN = SMALL_BACKWARD
 #: progress-bar updates per epoch in fit(verbose=True)
 _BAR_UPDATES = 10
 
@@ -332,9 +333,9 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a tuple (X_val, y_val)")
-        Xv, _, _, _ = _prepare_inputs(net, validation_data[0], validation_data[1], None, 0.0,
-                                      "validation_data[0]", "validation_data[1]")
-        val = (Xv, prepare_targets(net, validation_data[1], "validation_data[1]"))
+        Xv, lv, tv, _ = _prepare_inputs(net, validation_data[0], validation_data[1], None, 0.0,
+                                        "validation_data[0]", "validation_data[1]")
+        val = (Xv, lv if lv.shape[0] else tv)  # the targets prepare_targets gave, not redone
     fns = [_callback_fn(cb) for cb in (callbacks or [])]
     schedule = make_schedule(lr_schedule, power_t)
     schedule.start(optimizer)
