@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from fastnn import _engine
 from fastnn.kernels import epoch as _k
 from fastnn.kernels.dense import SMALL_BACKWARD
 from fastnn.optim import _Optimizer, make_schedule
@@ -166,7 +167,7 @@ def _check_int(value, name, low):
 
 # --------------------------------------------------------------------------- one epoch
 def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weight=None,
-              data_loss_scale=1.0):
+              data_loss_scale=1.0, _output=None):
     """Train ``net`` for one epoch in one compiled call; return the epoch's mean loss.
 
     Parameters
@@ -180,6 +181,9 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     alpha : float — L2 coefficient; sample_weight : float[n] of ``net.dtype`` or None.
     data_loss_scale : float — multiplies the data term of the *reported* loss only (never the
         gradient): MLPRegressor passes ``1 / n_outputs`` to match scikit-learn's ``loss_``.
+    _output : None or "exp" — private: ``"exp"`` trains an identity-output ``net`` as an
+        exponential output with the half Poisson deviance (``MLPRegressor(loss="poisson")``;
+        the network keeps its identity output for prediction).
 
     Returns
     -------
@@ -197,47 +201,24 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     if y.ndim != 2 and not (y.ndim == 1 and net.output == "softmax"):
         raise TypeError(f"y must come from prepare_targets: float[n, {net.layer_sizes[-1]}] for "
                         f"a {net.output} output, got shape {y.shape}")
-    # no copy when the caller followed the contract; a cheap fix-up (not an error) otherwise
-    y = np.ascontiguousarray(y, dtype=np.int64 if y.ndim == 1 else net.dtype)
-    if sample_weight is not None:
-        sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
-    labels, targets = _split_targets(net, y)
-    sw = np.zeros(0, dtype=net.dtype) if sample_weight is None else sample_weight
+    out_kind = net._out_kind
+    if _output is not None:
+        if _output != "exp" or net.output != "identity":
+            raise ValueError(f"_output must be None or 'exp' with an identity-output network, "
+                             f"got _output={_output!r} for a {net.output} output")
+        out_kind = _k.OUT_POISSON
+    labels, targets, sw = _engine.engine_arrays(net, y, sample_weight)
     order = np.ascontiguousarray(order, dtype=np.int64)
-    batch_size = int(min(batch_size, max(1, order.shape[0])))
-    ws, lb, tb, wb = _epoch_buffers(net, batch_size, labels, targets, sw)
-    s1, s2 = optimizer._buffers(net.params)
-    grad = net._workspace("grad", net.params.shape[0])[:net.params.shape[0]]
-    snapshot = net._workspace("snapshot", net.params.shape[0])[:net.params.shape[0]]
-    snapshot[...] = net.params
-    data_sum, l2_sum, steps, finite = _k.train_epoch(
-        X, labels, targets, sw, order, batch_size, net._sizes, net._w_off, net._b_off,
-        net._codes, net._out_kind, net.params, grad, optimizer.kind, optimizer._hparams(),
-        s1, s2, optimizer.t, float(alpha), _FUSE_MIN, ws, lb, tb, wb)
-    optimizer.t += steps
-    if not finite:
-        restored = not np.isfinite(net.params).all()
-        if restored:
-            net.params[...] = snapshot
+    losses, _, failed, restored = _engine.run_epochs(
+        net, X, labels, targets, sw, optimizer, batch_size=batch_size, orders=order[None],
+        alpha=alpha, data_loss_scale=data_loss_scale, fuse_min=_FUSE_MIN, out_kind=out_kind)
+    if failed:
         raise NonFiniteLossError(
-            f"the training loss became NaN or infinite at minibatch {steps + 1} of the epoch "
+            f"the training loss became NaN or infinite at minibatch {failed} of the epoch "
             f"(learning rate {optimizer.lr:g}); the network keeps the last finite weights"
             + (" (those of the start of the epoch)" if restored else "")
             + ". Lower the learning rate or scale the inputs.")
-    return (data_sum * data_loss_scale + l2_sum) / max(1, order.shape[0])
-
-
-def _epoch_buffers(net, batch_size, labels, targets, sw):
-    key = ("epoch", batch_size, labels.shape[0] > 0, targets.shape[0] > 0, sw.shape[0] > 0)
-    bufs = net._workspaces.get(key)
-    if bufs is None:
-        k = net.layer_sizes[-1]
-        ws = np.empty(_k.workspace_size(net.layer_sizes, batch_size, True), dtype=net.dtype)
-        lb = np.empty(batch_size if labels.shape[0] else 0, dtype=np.int64)
-        tb = np.empty((batch_size if targets.shape[0] else 0, k), dtype=net.dtype)
-        wb = np.empty(batch_size if sw.shape[0] else 0, dtype=net.dtype)
-        bufs = net._workspaces[key] = (ws, lb, tb, wb)
-    return bufs
+    return float(losses[0])
 
 
 # --------------------------------------------------------------------------- fit

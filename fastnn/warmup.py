@@ -113,7 +113,7 @@ def _targets(kind, n, k, dtype, rng):
     return rng.normal(size=(n, k)).astype(dtype)
 
 
-def _engine(dtype, rng, step):
+def _engine_kernels(dtype, rng, step):
     """Epoch kernel for every output type, forward, loss and gradient, optimizer steps."""
     from fastnn.network import Network
     from fastnn.optim import SGD, Adam
@@ -135,6 +135,30 @@ def _engine(dtype, rng, step):
             Adam(1e-3).step(net.params, np.zeros_like(net.params))
 
         step(f"epoch+forward ({output}/{kind})", epoch)
+    step("two-thread epochs", lambda: _two_threads(dtype, rng))
+
+
+def _two_threads(dtype, rng):
+    """The two-thread epoch kernels (:mod:`fastnn._engine`), where numba has two threads."""
+    import numba
+
+    from fastnn import _engine
+    from fastnn.network import Network
+    from fastnn.optim import Adam
+    from fastnn.train import run_epoch
+
+    if numba.get_num_threads() < 2:
+        return
+    n, d, k = 13, 3, 2
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = _targets("labels", n, k, dtype, rng)
+    for mode, hidden in (("rows", 4), ("units", 2 * _engine.UNITS_MIN)):
+        net = Network([d, hidden, k], activation="relu", dtype=dtype, seed=0)
+        _engine.force.append(mode)
+        try:
+            run_epoch(net, X, y, Adam(1e-3), batch_size=4, order=np.arange(n))
+        finally:
+            _engine.force.pop()
 
 
 def _functional(dtype, rng):
@@ -185,7 +209,7 @@ def warmup(dtypes=DTYPES, verbose=False):
             fn()
             report.steps.append((name, dtype, time.perf_counter() - t0))
 
-        _engine(dtype, rng, step)
+        _engine_kernels(dtype, rng, step)
         step("functional (softmax, losses)", lambda dtype=dtype: _functional(dtype, rng))
 
     hits, misses = _cache_counts(dispatchers)

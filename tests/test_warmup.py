@@ -24,7 +24,7 @@ def test_warmup_covers_both_dtypes_and_every_output(capsys):
     assert report.seconds >= sum(s for _, _, s in report.steps) > 0
     # every kernel this process used came from the cache or was compiled now (and is cached now)
     assert report.compiled + report.loaded > 0 or all(
-        d.signatures for d in W._dispatchers() if d.__name__ == "train_epoch")
+        d.signatures for d in W._dispatchers() if d.__name__ == "train_epochs")
     out = capsys.readouterr().out
     assert out.startswith("fastnn warmup: ") and "float64" in out
     d = report.as_dict()
@@ -39,12 +39,18 @@ def test_a_second_warmup_compiles_nothing():
     assert "0 compiled" in again.summary()
 
 
-def test_warmup_compiled_the_epoch_kernel_for_both_dtypes():
-    from fastnn.kernels import epoch
+def test_warmup_compiled_the_epoch_kernels_for_both_dtypes():
+    import numba
+
+    from fastnn.kernels import epoch_units, epochs
 
     fastnn.warmup()
-    dtypes = {sig[0].dtype.name for sig in epoch.train_epoch.signatures}
-    assert {"float32", "float64"} <= dtypes
+    kernels = [epochs.train_epochs]
+    if numba.get_num_threads() >= 2:
+        kernels += [epochs.train_epochs_2, epoch_units.train_epochs_units]
+    for kernel in kernels:
+        dtypes = {sig[0].dtype.name for sig in kernel.signatures}
+        assert {"float32", "float64"} <= dtypes, kernel
 
 
 def test_one_dtype_and_bad_dtypes():

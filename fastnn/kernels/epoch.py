@@ -53,18 +53,22 @@ from fastnn.kernels.softmax import (
     softmax,
     softmax_cross_entropy_labels,
     softmax_cross_entropy_probs,
+    poisson_deviance,
     squared_error,
 )
 from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
 
 __all__ = [
-    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "workspace_size",
+    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "workspace_size",
     "network_forward", "network_loss_grad", "train_epoch",
 ]
 
 OUT_SOFTMAX = 0
 OUT_SIGMOID = 1
 OUT_IDENTITY = 2
+#: not a Network output: an identity-output network trained as ``exp`` + half Poisson deviance
+#: (MLPRegressor(loss='poisson'), through ``fastnn.train.run_epoch(..., _output='exp')``)
+OUT_POISSON = 3
 #: inside the epoch, a layer whose products have fewer multiply-adds (``n * d_in * d_out``) runs
 #: its GEMMs on ONE BLAS thread: waking OpenBLAS's second thread for a small product costs more
 #: than it saves (measured, float32, 2 cores: the digits epoch, 200x64x100 and 200x100x10 layers,
@@ -188,8 +192,12 @@ def _forward_loss(x, labels, targets, sw, acts, deltas, wts, bs, codes, out_kind
         if serial:
             set_blas_threads(blas_threads)
         a = acts[l]
-    z = acts[n_layers - 1]
-    dz = deltas[n_layers - 1]
+    return _output_loss(acts[n_layers - 1], labels, targets, sw, deltas[n_layers - 1], out_kind)
+
+
+@jit
+def _output_loss(z, labels, targets, sw, dz, out_kind):
+    """The fused loss of output kind ``out_kind`` on logits ``z``; writes ``dz = dL/dz``."""
     if out_kind == OUT_SOFTMAX:
         if targets.shape[0] == 0:
             if z.size < PARALLEL_MIN_SIZE:
@@ -198,6 +206,8 @@ def _forward_loss(x, labels, targets, sw, acts, deltas, wts, bs, codes, out_kind
         return softmax_cross_entropy_probs(z, targets, sw, dz)
     if out_kind == OUT_SIGMOID:
         return sigmoid_cross_entropy(z, targets, sw, dz)
+    if out_kind == OUT_POISSON:
+        return poisson_deviance(z, targets, sw, dz)
     return squared_error(z, targets, sw, dz)
 
 

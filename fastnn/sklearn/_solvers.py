@@ -8,11 +8,10 @@
 * :func:`lbfgs` runs scipy's L-BFGS-B on the network's flat parameter buffer.
 * :func:`accuracy` and :func:`r2` are scikit-learn's validation scores without their input
   checks (early stopping scores every epoch; the checks cost more than a small epoch).
-* The Poisson loss (``MLPRegressor(loss="poisson")``: exp output, half Poisson deviance) is not an
-  output of the engine.  Its canonical log link makes ``dL/dz = exp(z) - y``, which is exactly the
-  delta of the *identity* output's squared error against the shifted target
-  ``y' = z - (exp(z) - y)``; so :func:`poisson_loss_and_grad` gets the exact gradient from
-  ``Network.loss_and_grad`` of an identity-output network and computes the loss itself.
+* The Poisson loss (``MLPRegressor(loss="poisson")``: exp output, half Poisson deviance) trains
+  an identity-output network through the engine's private Poisson output kind (the fused
+  ``poisson_deviance`` kernel: loss and ``dL/dz = w (exp(z) - y) / sum w``): one compiled call per
+  epoch (:func:`poisson_epoch`) or per L-BFGS evaluation (:func:`poisson_loss_and_grad`).
 """
 from __future__ import annotations
 
@@ -20,8 +19,10 @@ import numpy as np
 import scipy.optimize
 from scipy.special import xlogy
 
+from fastnn import stream
+from fastnn.kernels import epoch as _k
 from fastnn.optim import SGD, Adam
-from fastnn.train import NonFiniteLossError
+from fastnn.train import NonFiniteLossError, run_epoch
 
 __all__ = [
     "accuracy",
@@ -147,32 +148,69 @@ def poisson_loss(y, z, sample_weight=None):
 
 
 def poisson_loss_and_grad(net, X, y, alpha, sample_weight=None):
-    """Loss and flat gradient of an identity-output ``net`` read as ``exp`` output + Poisson."""
-    z = net.forward(X)
+    """Loss (with its L2 term) and flat gradient of an identity-output ``net`` read as an ``exp``
+    output with the half Poisson deviance (scikit-learn's objective, :func:`poisson_loss`).
+
+    In memory: one compiled forward/backward pass with the Poisson output kind (what
+    ``Network.loss_and_grad`` runs for its own outputs).  An out-of-core ``X`` streams through
+    ``Network.loss_and_grad`` of the identity output against the shifted target
+    ``y' = z - (exp(z) - y)``, whose squared-error delta ``z - y'`` is the Poisson ``exp(z) - y``.
+
+    Raises
+    ------
+    NonFiniteLossError
+        when ``exp`` of the output overflows (or the loss is NaN).
+    """
+    if stream.is_out_of_core(X):
+        return _poisson_loss_and_grad_streamed(net, X, y, alpha, sample_weight)
+    dtype = net.dtype
+    X = np.ascontiguousarray(X, dtype=dtype)
+    y = np.ascontiguousarray(y, dtype=dtype).reshape(X.shape[0], -1)
+    sw = np.zeros(0, dtype) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
+    ws = np.empty(_k.workspace_size(net.layer_sizes, X.shape[0], False), dtype=dtype)
+    grad = np.empty_like(net.params)
+    data, l2 = _k.network_loss_grad(X, np.zeros(0, np.int64), y, sw, net._sizes, net._w_off,
+                                    net._b_off, net._codes, _k.OUT_POISSON, net.params,
+                                    float(alpha), ws, grad)
+    if not np.isfinite(data):
+        raise NonFiniteLossError("the Poisson loss overflowed (exp of the output is infinite)")
+    return data + l2, grad
+
+
+def _poisson_loss_and_grad_streamed(net, X, y, alpha, sample_weight):
+    z = net.forward(X)  # identity output: z, in bounded chunks
     sw_sum = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
     with np.errstate(over="ignore", invalid="ignore"):
         shifted = z - (np.exp(z) - y)
     if not np.isfinite(shifted).all():
         raise NonFiniteLossError("the Poisson loss overflowed (exp of the output is infinite)")
-    _, grad = net.loss_and_grad(X, np.ascontiguousarray(shifted, dtype=net.dtype), alpha, sample_weight)
-    loss = poisson_loss(y, z, sample_weight) + l2_penalty(net, alpha, sw_sum)
-    return loss, grad
+    _, grad = net.loss_and_grad(X, np.ascontiguousarray(shifted, dtype=net.dtype), alpha,
+                                sample_weight)
+    return poisson_loss(y, z, sample_weight) + l2_penalty(net, alpha, sw_sum), grad
 
 
-def poisson_epoch(net, X, y, schedule, *, batch_size, order, alpha, sample_weight):
-    """One epoch of minibatch updates for the Poisson loss (a Python loop over batches).
+def poisson_epoch(net, X, y, optimizer, *, batch_size, order, alpha, sample_weight):
+    """One epoch of minibatch updates for the Poisson loss; returns the batch-size-weighted mean
+    loss (scikit-learn's ``loss_curve_`` entry).
 
-    Returns the batch-size-weighted mean loss, as scikit-learn's ``loss_curve_``.
+    One compiled call (:func:`fastnn.train.run_epoch` with the private ``exp`` output).  An
+    out-of-core ``X`` is read into memory by fancy indexing, a block of whole minibatches of
+    ``order`` at a time: the same minibatches as in memory, so the same weights.
     """
+    kw = dict(batch_size=batch_size, alpha=alpha, _output="exp")
+    if not stream.is_out_of_core(X):
+        return run_epoch(net, X, y, optimizer, order=order, sample_weight=sample_weight, **kw)
     n = order.shape[0]
-    acc = 0.0
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
+    rows = stream.block_rows(X.shape[1], net.dtype, None, batch_size)
+    total = 0.0
+    for start in range(0, n, rows):
+        idx = order[start:start + rows]
+        xb = np.ascontiguousarray(X[idx], dtype=net.dtype)
         sw = None if sample_weight is None else sample_weight[idx]
-        loss, grad = poisson_loss_and_grad(net, X[idx], y[idx], alpha, sw)
-        schedule.engine.step(net.params, grad)
-        acc += loss * idx.shape[0]
-    return acc / n
+        loss = run_epoch(net, xb, y[idx], optimizer, order=np.arange(idx.shape[0]),
+                         sample_weight=sw, **kw)
+        total += loss * idx.shape[0]
+    return total / n
 
 
 def lbfgs(net, loss_and_grad, *, max_iter, max_fun, tol, verbose):

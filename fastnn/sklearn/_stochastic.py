@@ -6,6 +6,7 @@ Mixed into :class:`fastnn.sklearn._base.BaseMLP`; line for line scikit-learn 1.9
 """
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -15,7 +16,9 @@ from sklearn.model_selection import train_test_split
 
 from fastnn import functional as F
 from fastnn import stream
-from fastnn.train import NonFiniteLossError, run_epoch
+from fastnn import _engine
+from fastnn.kernels.epoch import OUT_POISSON
+from fastnn.train import _FUSE_MIN, NonFiniteLossError, run_epoch
 
 from . import _solvers
 
@@ -23,6 +26,10 @@ NON_FINITE_MSG = (
     "Solver produced non-finite parameter weights. The input data may"
     " contain large values and need to be preprocessed."
 )
+
+
+#: a block of epochs (one compiled call, see ``_fit_epoch_blocks``) lasts about this long
+BLOCK_SECONDS = 0.25
 
 
 class StochasticMixin:
@@ -56,6 +63,9 @@ class StochasticMixin:
         sample_idx = np.arange(n_samples, dtype=np.int64)
         try:
             self.n_iter_ = 0
+            if self._epochs_in_blocks(X_train, early_stopping, incremental):
+                self._fit_epoch_blocks(X_train, targets, batch_size, sample_idx, sw_train)
+                return
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = _solvers.shuffled(sample_idx, self._random_state)
@@ -90,10 +100,68 @@ class StochasticMixin:
         if early_stopping:  # restore the best weights, in place: coefs_ stay views
             self.network_.params[...] = self._best_params
 
+    def _epochs_in_blocks(self, X, early_stopping, incremental):
+        """Whether ``fit`` may run its epochs in blocks of one compiled call each (see
+        :func:`fastnn._engine.run_epochs`): nothing has to happen in Python between epochs."""
+        return not (early_stopping or incremental or self.verbose or stream.is_out_of_core(X))
+
+    def _fit_epoch_blocks(self, X, targets, batch_size, sample_idx, sample_weight):
+        """The epoch loop of ``_fit_stochastic`` (no early stopping, not verbose) in blocks of
+        epochs: the stopping rule and the learning-rate schedule run in the kernel between the
+        epochs of a block, exactly as ``_end_epoch`` and ``trigger_stopping`` do here.  Blocks
+        last ~:data:`BLOCK_SECONDS` so that Ctrl-C still interrupts training promptly."""
+        net, schedule = self.network_, self._optimizer
+        n_samples = X.shape[0]
+        labels, tgt, sw = _engine.engine_arrays(net, targets, sample_weight)
+        lr_schedule = self.learning_rate if self.solver == "sgd" else "constant"
+        stop = _engine.stop_state(
+            self.tol, self.n_iter_no_change, self.best_loss_, self._no_improvement_count,
+            lr_schedule, schedule.learning_rate_init, self.power_t, self.t_)
+        out_kind = OUT_POISSON if self.out_activation_ == "exp" else None
+        block = 1  # the first block times one epoch
+        while self.n_iter_ < self.max_iter:
+            block = min(block, self.max_iter - self.n_iter_)
+            rng_state = self._random_state.get_state() if self.shuffle else None
+            orders = np.empty((block, n_samples), dtype=np.int64)
+            for e in range(block):
+                if self.shuffle:
+                    sample_idx = _solvers.shuffled(sample_idx, self._random_state)
+                orders[e] = sample_idx
+            start = time.perf_counter()
+            losses, stopped, failed, _ = _engine.run_epochs(
+                net, X, labels, tgt, sw, schedule.engine, batch_size=batch_size, orders=orders,
+                alpha=self.alpha, data_loss_scale=self._data_loss_scale(), stop=stop,
+                fuse_min=_FUSE_MIN, out_kind=out_kind)
+            elapsed = time.perf_counter() - start
+            for loss in losses:
+                self.n_iter_ += 1
+                self.loss_ = float(loss)
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+            self.best_loss_ = float(stop[2])
+            self._no_improvement_count = int(stop[3])
+            used = len(losses) + (1 if failed else 0)  # (a failed epoch drew its shuffle)
+            if self.shuffle and used < block:
+                # keep only the shuffles of the epochs that ran: a later fit continues the same
+                # random sequence as scikit-learn's
+                self._random_state.set_state(rng_state)
+                for _ in range(used):
+                    _solvers.shuffled(orders[0], self._random_state)
+            if failed:
+                exc = NonFiniteLossError(
+                    f"the training loss became NaN or infinite at minibatch {failed} of epoch "
+                    f"{self.n_iter_ + 1}")
+                self._diverged(exc, n_samples, False)
+                return
+            if stopped:
+                return
+            block = max(1, int(BLOCK_SECONDS * len(losses) / max(elapsed, 1e-9)))
+        _warn_max_iter(self.max_iter)
+
     def _epoch(self, X, targets, batch_size, order, sample_weight):
-        if self.out_activation_ == "exp":
+        if self.out_activation_ == "exp":  # compiled as well: the engine's Poisson output kind
             return _solvers.poisson_epoch(
-                self.network_, X, targets, self._optimizer, batch_size=batch_size,
+                self.network_, X, targets, self._optimizer.engine, batch_size=batch_size,
                 order=order, alpha=self.alpha, sample_weight=sample_weight,
             )
         if stream.is_out_of_core(X):  # larger than memory: shuffled blocks (fastnn.stream)

@@ -1,0 +1,356 @@
+"""One training epoch on two cores: each minibatch split in two halves, one per thread.
+
+:func:`fastnn.kernels.epoch.train_epoch` runs a minibatch on one thread and lets BLAS use the
+others inside each GEMM.  For layers below :data:`~fastnn.kernels.epoch.BLAS_SERIAL_MAX`
+multiply-adds that second BLAS thread costs more than it saves, so small networks (digits
+64-100-10, batch 200) trained on one core.  This kernel trains them on two, data-parallel:
+
+1. thread ``t`` takes rows ``[0, h)`` (``t = 0``) or ``[h, rows)`` (``t = 1``) of the minibatch,
+   ``h = ceil(rows / 2)``, gathers them into its own workspace and runs forward, the fused loss
+   and backward on a ONE-thread BLAS into its own gradient buffer ``grads[t]``;
+2. barrier; the two gradients are combined with weights ``c_t = w_t / w`` (each half's loss is
+   the mean over its own rows, ``w_t`` its weight sum) — the gradient of the full minibatch —
+   plus the L2 term, and each thread updates HALF of every layer's ``W`` and ``b`` with the
+   optimizer;
+3. barrier; the next minibatch reads the updated parameters.
+
+The arithmetic is that of :func:`~fastnn.kernels.epoch.train_epoch` regrouped (sums split in two
+and added), so results agree to rounding, and are identical run to run.  BLAS is set to one
+thread for the call (each thread calls it on its own half: two threads in all, never more).
+Threads meet through :mod:`fastnn.kernels._sync`; if the two ``prange`` iterations do not run
+at the same time, nothing is trained and the caller falls back to the one-thread kernel.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from fastnn._jit import jit
+from fastnn.kernels import _sync
+from fastnn.kernels._cpu import FTZ_DAZ, fp_mode, set_blas_threads, set_fp_mode
+from fastnn.kernels._cpu import blas_threads as current_blas_threads
+from fastnn.kernels.epoch import (
+    _backward,
+    _borrow,
+    _consecutive_start,
+    _epoch_steps,
+    _forward_loss,
+    _gather,
+    _param_views,
+    _work_views,
+    workspace_size,
+)
+from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
+
+__all__ = ["PAD", "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "half_rows",
+           "thread_workspace_size", "train_epochs", "train_epochs_2"]
+
+#: per-thread buffers are padded to a multiple of this many elements (separate cache lines)
+PAD = 32
+# results columns (per thread)
+_EPOCHS, _STEPS, _FINITE, _STOPPED, _RAN = range(5)
+#: ``stop`` : float64[STOP_SIZE] — scikit-learn's stopping rule and learning-rate schedule:
+#: ``tol, n_iter_no_change, best_loss, no_improvement_count, schedule, lr_init, power_t,
+#: samples_seen`` (``schedule``: CONSTANT, INVSCALING or ADAPTIVE)
+STOP_SIZE = 8
+_TOL, _PATIENCE, _BEST, _COUNT, _SCHEDULE, _LR_INIT, _POWER_T, _SEEN = range(STOP_SIZE)
+CONSTANT, INVSCALING, ADAPTIVE = 0, 1, 2
+
+
+def half_rows(batch_size):
+    """Rows of thread 0's half of a ``batch_size`` minibatch (thread 1 gets the rest)."""
+    return (int(batch_size) + 1) // 2
+
+
+def thread_workspace_size(sizes, batch_size):
+    """Padded per-thread workspace length (one row of ``ws`` in :func:`train_epoch_2`)."""
+    n = workspace_size(sizes, half_rows(batch_size), True)
+    return -(-n // PAD) * PAD
+
+
+@jit
+def _weight_sum(sw, order, a, b):
+    """Sum of ``sw[order[a:b]]`` (``b - a`` without weights), float64."""
+    if sw.shape[0] == 0:
+        return float(b - a)
+    s = 0.0
+    for i in range(a, b):
+        s += sw[order[i]]
+    return s
+
+
+@jit
+def _combine(out, g0, g1, c0, c1, p, lam):
+    """``out = c0 g0 + c1 g1 + lam p`` (a zero ``c`` drops its term: that half had no rows and
+    its buffer holds stale values).  Returns ``sum(p²)`` when ``lam != 0``.  Both threads call
+    it with the same arguments in the same order, so their replicas stay bit-identical."""
+    t = out.dtype.type
+    a, b, l_ = t(c0), t(c1), t(lam)
+    sq = 0.0
+    if c0 == 0.0:
+        for i in range(out.shape[0]):
+            out[i] = b * g1[i]
+    elif c1 == 0.0:
+        for i in range(out.shape[0]):
+            out[i] = a * g0[i]
+    else:
+        for i in range(out.shape[0]):
+            out[i] = a * g0[i] + b * g1[i]
+    if lam != 0.0:
+        for i in range(out.shape[0]):
+            pi = p[i]
+            sq += pi * pi
+            out[i] += l_ * pi
+    return sq
+
+
+@jit
+def _update_all(sizes, w_off, b_off, lam, c0, c1, params, g0, g1, gc, opt_kind, hp, lr_t,
+                state1, state2):
+    """Combine the two halves' gradients into ``gc`` and apply the optimizer to every layer of
+    this thread's replica; returns ``sum(W²)`` (the L2 term's sum) when ``lam != 0``."""
+    t = params.dtype.type
+    sq = 0.0
+    for l in range(w_off.shape[0]):
+        for lo, hi, with_l2 in ((w_off[l], w_off[l] + sizes[l] * sizes[l + 1], True),
+                                (b_off[l], b_off[l] + sizes[l + 1], False)):
+            p, g = params[lo:hi], gc[lo:hi]
+            sq += _combine(g, g0[lo:hi], g1[lo:hi], c0, c1, p, lam if with_l2 else 0.0)
+            if opt_kind == SGD_KIND:
+                v = state1[lo:hi] if state1.shape[0] > 0 else state1
+                sgd_range(p, g, v, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, hi - lo)
+            else:
+                adam_range(p, g, state1[lo:hi], state2[lo:hi], t(lr_t), t(hp[1]), t(hp[2]),
+                           t(hp[3]), t(1.0 - hp[0] * hp[4]), 0, hi - lo)
+    return sq
+
+
+# --------------------------------------------------------------------------- epoch ends
+@jit(fastmath=False)  # the invscaling power as Python's (libm pow): scikit-learn's exact rate
+def _epoch_end(stop, hp, loss, n_samples):
+    """scikit-learn's end of an epoch (``_update_no_improvement_count``, ``iteration_ends`` and
+    ``trigger_stopping``, in that order) on ``stop`` and the learning rate ``hp[0]``.  Returns
+    True to stop training.  ``stop`` : float64[STOP_SIZE] (see :data:`STOP_SIZE`)."""
+    if stop.shape[0] == 0:
+        return False
+    tol, patience = stop[_TOL], stop[_PATIENCE]
+    if loss > stop[_BEST] - tol:
+        stop[_COUNT] += 1.0
+    else:
+        stop[_COUNT] = 0.0
+    if loss < stop[_BEST]:
+        stop[_BEST] = loss
+    stop[_SEEN] += n_samples
+    if stop[_SCHEDULE] == INVSCALING:
+        hp[0] = stop[_LR_INIT] / (stop[_SEEN] + 1.0) ** stop[_POWER_T]
+    if stop[_COUNT] > patience:
+        if stop[_SCHEDULE] != ADAPTIVE or hp[0] <= 1e-6:
+            return True
+        hp[0] = hp[0] / 5.0
+        stop[_COUNT] = 0.0
+    return False
+
+
+# --------------------------------------------------------------------------- one thread
+@jit
+def train_epochs(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes,
+                 out_kind, params, grad, opt_kind, hp, state1, state2, step0, alpha, fuse_min,
+                 ws, lb, tb, wb, loss_scale, stop, losses, snapshot):
+    """:func:`fastnn.kernels.epoch.train_epoch` for each row of ``orders``, with scikit-learn's
+    end-of-epoch rules in between (module docstring).
+
+    Parameters
+    ----------
+    x, labels, targets, sw, batch_size, sizes, w_off, b_off, codes, out_kind, params, grad,
+    opt_kind, hp, state1, state2, step0, alpha, fuse_min, ws, lb, tb, wb :
+        as :func:`~fastnn.kernels.epoch.train_epoch`; ``hp[0]`` (the learning rate) is updated
+        by the schedule in ``stop``.
+    orders : int64[E, m] — the rows of each epoch, in order.
+    loss_scale : float — multiplies the data term of the reported loss.
+    stop : float64[STOP_SIZE] (updated) or float64[0] (no rule: run all E epochs).
+    losses : float64[E] — written: each epoch's loss (``run_epoch``'s value).
+    snapshot : float[p] — the parameters at the start of the last epoch run.
+
+    Returns
+    -------
+    (epochs, steps, finite, stopped) : epochs completed; optimizer steps taken; False when a
+    minibatch loss was not finite (the epoch ``epochs`` stopped there, its update not applied);
+    True when the rule in ``stop`` ended training.
+    """
+    mode = fp_mode()
+    set_fp_mode(mode | FTZ_DAZ)
+    blas = current_blas_threads()
+    steps = 0
+    for e in range(orders.shape[0]):
+        snapshot[:] = params
+        order = orders[e]
+        data, l2, n_steps, finite = _epoch_steps(
+            x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes, out_kind,
+            params, grad, opt_kind, hp, state1, state2, step0 + steps, alpha, fuse_min, ws, lb,
+            tb, wb, blas)
+        steps += n_steps
+        if not finite:
+            set_fp_mode(mode)
+            return e, steps, False, False
+        losses[e] = (data * loss_scale + l2) / max(1, order.shape[0])
+        if _epoch_end(stop, hp, losses[e], order.shape[0]):
+            set_fp_mode(mode)
+            return e + 1, steps, True, True
+    set_fp_mode(mode)
+    return orders.shape[0], steps, True, False
+
+
+# --------------------------------------------------------------------------- two threads
+@jit
+def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes, out_kind,
+            params, grads, opt_kind, hp, state1, state2, step0, alpha, ws, lb, tb, wb,
+            loss_scale, stop, losses, snapshot, replica, flags, box, results):
+    """Thread ``me``'s part of :func:`train_epochs_2`; writes ``results[me]``.
+
+    Thread 0 trains ``params``/``state1``/``state2`` themselves, thread 1 a replica of them in
+    ``replica`` (copied here, before the first update); both apply the same combined update.
+    ``grads`` rows: ``2 * thread + parity`` the halves' gradients (double-buffered by step
+    parity, so one barrier per step suffices), ``4 + thread`` each thread's combined gradient.
+    ``box`` cells ``thread * LINE + 4 * parity + (0: finite, 1: the epoch's data sum so far)``.
+    """
+    if not _sync.handshake(flags, me):
+        return
+    results[me, _RAN] = 1.0
+    n_params = params.shape[0]
+    if me == 0:
+        prm, s1, s2 = params, state1, state2
+    else:
+        prm = replica[0, :n_params]
+        s1 = replica[1, :state1.shape[0]]
+        s2 = replica[2, :state2.shape[0]]
+        prm[:] = params
+        s1[:] = state1
+        s2[:] = state2
+    wts, bs = _param_views(prm, sizes, w_off, b_off)
+    dws0, dbs0 = _param_views(grads[2 * me], sizes, w_off, b_off)
+    dws1, dbs1 = _param_views(grads[2 * me + 1], sizes, w_off, b_off)
+    gc = grads[4 + me]
+    lb, tb, wb = _borrow(lb[me]), _borrow(tb[me]), _borrow(wb[me])
+    m = orders.shape[1]
+    cap = (batch_size + 1) // 2
+    last = m % batch_size
+    # this thread's rows of a full and of the last minibatch: views built once
+    full_rows = cap if me == 0 else batch_size - cap
+    last_rows = (last + 1) // 2 if me == 0 else last // 2
+    xf, af, df = _work_views(ws[me], sizes, cap, full_rows, np.bool_(True))
+    xl, al, dl = _work_views(ws[me], sizes, cap, last_rows, np.bool_(True))
+    none = params[0:0]
+    line = _sync.LINE
+    steps = 0
+    k = 0  # barriers passed
+    for e in range(orders.shape[0]):
+        order = orders[e]
+        if me == 0:
+            snapshot[:] = params
+        data_sum = 0.0
+        l2_sum = 0.0
+        par = 0
+        for i0 in range(0, m, batch_size):
+            par = steps % 2
+            rows = min(batch_size, m - i0)
+            full = rows == batch_size
+            mine = full_rows if full else last_rows
+            h = (rows + 1) // 2
+            w0 = _weight_sum(sw, order, i0, i0 + h)
+            w1 = _weight_sum(sw, order, i0 + h, i0 + rows)
+            w_all = w0 + w1
+            r0, w_me = (i0, w0) if me == 0 else (i0 + h, w1)
+            data = 0.0
+            if mine > 0 and w_me != 0.0:
+                xv, av, dv = (xf, af, df) if full else (xl, al, dl)
+                lv = lb[:mine] if lb.shape[0] > 0 else lb
+                tv = tb[:mine] if tb.shape[0] > 0 else tb
+                wv = wb[:mine] if wb.shape[0] > 0 else wb
+                start = _consecutive_start(order, r0, mine, x.shape[0])
+                if start >= 0:
+                    xv = _borrow(x[start:start + mine])
+                _gather(x, labels, targets, sw, order, r0, mine, xv, lv, tv, wv, start < 0)
+                data = _forward_loss(xv, lv, tv, wv, av, dv, wts, bs, codes, out_kind,
+                                     np.int64(0))
+                if math.isfinite(data):
+                    dws, dbs = (dws0, dbs0) if par == 0 else (dws1, dbs1)
+                    _backward(xv, av, dv, wts, bs, dws, dbs, codes, 0.0, 1.0, np.bool_(False),
+                              opt_kind, hp, prm, grads[2 * me + par], none, none, np.int64(1),
+                              dws, dbs, w_off, b_off, np.int64(0), np.int64(0))
+            if w_all > 0.0:
+                data_sum += data * (w_me / w_all) * rows
+            box[me * line + 4 * par] = 1.0 if math.isfinite(data) else 0.0
+            box[me * line + 4 * par + 1] = data_sum
+            k += 1
+            _sync.arrive_and_wait(flags, me, k)
+            if box[4 * par] == 0.0 or box[line + 4 * par] == 0.0:
+                results[me, _EPOCHS] = e
+                results[me, _STEPS] = steps
+                return
+            if w_all > 0.0:  # (a minibatch of zero-weight rows has no gradient: no update)
+                lr_t = hp[0] if opt_kind == SGD_KIND else adam_lr(hp[0], hp[1], hp[2],
+                                                                  step0 + steps + 1)
+                sq = _update_all(sizes, w_off, b_off, alpha / w_all, w0 / w_all, w1 / w_all,
+                                 prm, grads[par], grads[2 + par], gc, opt_kind, hp, lr_t, s1, s2)
+                l2_sum += 0.5 * alpha * sq / w_all * rows
+            steps += 1
+        # thread 0 computes the loss and applies the end-of-epoch rules (it owns ``stop`` and
+        # ``hp``); thread 1 reads the decision after one more barrier
+        if me == 0:
+            loss = ((box[4 * par + 1] + box[line + 4 * par + 1]) * loss_scale + l2_sum) / max(1, m)
+            losses[e] = loss
+            box[3] = 1.0 if _epoch_end(stop, hp, loss, m) else 0.0
+        k += 1
+        _sync.arrive_and_wait(flags, me, k)
+        if box[3] == 1.0:
+            results[me, _EPOCHS] = e + 1
+            results[me, _STEPS] = steps
+            results[me, _FINITE] = 1.0
+            results[me, _STOPPED] = 1.0
+            return
+    results[me, _EPOCHS] = orders.shape[0]
+    results[me, _STEPS] = steps
+    results[me, _FINITE] = 1.0
+
+
+@jit(parallel=True)
+def train_epochs_2(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes,
+                   out_kind, params, grads, opt_kind, hp, state1, state2, step0, alpha, ws, lb,
+                   tb, wb, loss_scale, stop, losses, snapshot, replica):
+    """:func:`train_epochs` on two threads (module docstring).
+
+    Parameters
+    ----------
+    As :func:`train_epochs` (without ``fuse_min``), except the per-thread buffers:
+    grads : float[6, q], q >= len(params) — gradient buffers (see ``_worker``).
+    ws : float[2, thread_workspace_size(sizes, batch_size)] — one workspace per thread.
+    lb : int64[2, h] or int64[2, 0]; tb : float[2, h, k] or float[2, 0, k];
+    wb : float[2, h] or float[2, 0] — per-thread gather buffers, ``h = half_rows(batch_size)``.
+    replica : float[3, q] — thread 1's copy of ``params``, ``state1`` and ``state2``.
+
+    Returns
+    -------
+    (epochs, steps, finite, stopped, ran) : the first four as :func:`train_epochs`; ``ran`` is
+    False when the two threads did not run at the same time: nothing was trained (call
+    :func:`train_epochs`).  Needs numba's pool to have >= 2 threads.
+    """
+    flags = np.zeros(3 * _sync.LINE, dtype=np.int64)
+    box = np.zeros(2 * _sync.LINE)
+    results = np.zeros((2, 6))
+    blas = current_blas_threads()
+    if blas > 1:
+        set_blas_threads(1)
+    for me in numba.prange(2):
+        mode = fp_mode()
+        set_fp_mode(mode | FTZ_DAZ)
+        _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes,
+                out_kind, params, grads, opt_kind, hp, state1, state2, step0, alpha, ws, lb, tb,
+                wb, loss_scale, stop, losses, snapshot, replica, flags, box, results)
+        set_fp_mode(mode)
+    if blas > 1:
+        set_blas_threads(blas)
+    ran = results[0, _RAN] == 1.0 and results[1, _RAN] == 1.0
+    return (int(results[0, _EPOCHS]), int(results[0, _STEPS]), results[0, _FINITE] == 1.0,
+            results[0, _STOPPED] == 1.0, ran)
