@@ -7,10 +7,11 @@ it.  :func:`run_epochs` trains a block of epochs in one call and applies scikit-
 end-of-epoch rules (stopping on ``tol``/``n_iter_no_change``, the ``invscaling`` and ``adaptive``
 learning rates) between them inside the kernel (:mod:`fastnn.kernels.epochs`).
 
-Two threads, data-parallel (each takes half of every minibatch, gradients are added), are used
-when numba's pool has two or more threads and the network is small enough that BLAS would run
-its products on one thread anyway (:func:`use_two_threads`); otherwise one thread with BLAS
-threaded inside large products.
+With two or more numba threads and enough work, an epoch runs on two threads in lock step
+(:func:`use_two_threads`): small networks split each minibatch's rows (``"rows"``,
+:mod:`fastnn.kernels.epochs`), a one-hidden-layer network with large products splits its hidden
+units (``"units"``, :mod:`fastnn.kernels.epoch_units`); otherwise one thread runs the epoch
+with BLAS threaded inside large products (see docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -32,12 +33,11 @@ TWO_THREADS_MIN_ROWS = 16
 #: ... and this many minibatches in the call (starting the second thread costs ~0.1 ms)
 TWO_THREADS_MIN_STEPS = 16
 
-_broken = []  # set once when the two prange iterations did not run at the same time
-force = []  # tests: append "one", "rows" or "units" to choose the kernel (pop to undo)
-
-
 #: the hidden-unit split needs at least this many hidden units per thread
 UNITS_MIN = 16
+
+_broken = []  # set once when the two prange iterations did not run at the same time
+force = []  # tests: append "one", "rows" or "units" to choose the kernel (pop to undo)
 
 
 def use_two_threads(sizes, batch_size, steps):
@@ -50,11 +50,10 @@ def use_two_threads(sizes, batch_size, steps):
     if _broken or numba.get_num_threads() < 2 or steps < TWO_THREADS_MIN_STEPS \
             or sum(macs) < TWO_THREADS_MIN_MACS or batch_size * sizes[-1] >= PARALLEL_MIN_SIZE:
         return "one"
-    if len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN:
-        return "units"
-    if batch_size >= TWO_THREADS_MIN_ROWS and max(macs) < _k1.BLAS_SERIAL_MAX:
-        return "rows"
-    return "one"
+    small = max(macs) < _k1.BLAS_SERIAL_MAX  # BLAS would run every product on one thread
+    if small:
+        return "rows" if batch_size >= TWO_THREADS_MIN_ROWS else "one"
+    return "units" if len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN else "one"
 
 
 def stop_state(tol, n_iter_no_change, best_loss, count, schedule="constant", lr_init=0.0,

@@ -81,49 +81,58 @@ def _weight_sum(sw, order, a, b):
     return s
 
 
+#: elements per chunk of the combined update (its gradient chunk stays in L1)
+_CHUNK = 512
+
+
 @jit
-def _combine(out, g0, g1, c0, c1, p, lam):
-    """``out = c0 g0 + c1 g1 + lam p`` (a zero ``c`` drops its term: that half had no rows and
-    its buffer holds stale values).  Returns ``sum(p²)`` when ``lam != 0``.  Both threads call
-    it with the same arguments in the same order, so their replicas stay bit-identical."""
-    t = out.dtype.type
-    a, b, l_ = t(c0), t(c1), t(lam)
+def _combined_step(p, g0, g1, a, b, l, opt_kind, hp, lr_t, state1, state2, buf):
+    """The optimizer step on ``p`` with the gradient ``a g0 + b g1 + l p``, formed chunk by
+    chunk in ``buf`` (so each loop touches at most four arrays and vectorises: with more, LLVM
+    gives up its run-time alias checks); returns ``sum(p²)`` of the old values."""
+    t = p.dtype.type
+    sgd = opt_kind == SGD_KIND
+    n = p.shape[0]
     sq = 0.0
-    if c0 == 0.0:
-        for i in range(out.shape[0]):
-            out[i] = b * g1[i]
-    elif c1 == 0.0:
-        for i in range(out.shape[0]):
-            out[i] = a * g0[i]
-    else:
-        for i in range(out.shape[0]):
-            out[i] = a * g0[i] + b * g1[i]
-    if lam != 0.0:
-        for i in range(out.shape[0]):
-            pi = p[i]
-            sq += pi * pi
-            out[i] += l_ * pi
+    for c in range(0, n, _CHUNK):
+        k = min(n, c + _CHUNK) - c
+        pc, x0, x1, gb = p[c:c + k], g0[c:c + k], g1[c:c + k], buf[:k]
+        for j in range(k):
+            pj = pc[j]
+            sq += pj * pj
+            gb[j] = a * x0[j] + b * x1[j] + l * pj
+        if sgd:
+            v = state1[c:c + k] if state1.shape[0] > 0 else state1
+            sgd_range(pc, gb, v, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, k)
+        else:
+            adam_range(pc, gb, state1[c:c + k], state2[c:c + k], t(lr_t), t(hp[1]), t(hp[2]),
+                       t(hp[3]), t(1.0 - hp[0] * hp[4]), 0, k)
     return sq
 
 
 @jit
-def _update_all(sizes, w_off, b_off, lam, c0, c1, params, g0, g1, gc, opt_kind, hp, lr_t,
-                state1, state2):
-    """Combine the two halves' gradients into ``gc`` and apply the optimizer to every layer of
-    this thread's replica; returns ``sum(W²)`` (the L2 term's sum) when ``lam != 0``."""
+def _update_all(sizes, w_off, b_off, lam, c0, c1, params, g0, g1, opt_kind, hp, lr_t, state1,
+                state2, buf):
+    """The optimizer step of every layer of this thread's replica with the minibatch gradient
+    ``c0 g0 + c1 g1`` (plus ``lam W``); returns ``sum(W²)``.  A zero ``c`` drops a half that had
+    no rows (its buffer is stale): the other buffer is read twice instead, ``0 g + c g = c g``
+    exactly.  Both threads call it with the same arguments, so their replicas stay identical."""
+    if c0 == 0.0:
+        g0 = g1
+    elif c1 == 0.0:
+        g1 = g0
     t = params.dtype.type
+    a, b = t(c0), t(c1)
     sq = 0.0
     for l in range(w_off.shape[0]):
         for lo, hi, with_l2 in ((w_off[l], w_off[l] + sizes[l] * sizes[l + 1], True),
                                 (b_off[l], b_off[l] + sizes[l + 1], False)):
-            p, g = params[lo:hi], gc[lo:hi]
-            sq += _combine(g, g0[lo:hi], g1[lo:hi], c0, c1, p, lam if with_l2 else 0.0)
-            if opt_kind == SGD_KIND:
-                v = state1[lo:hi] if state1.shape[0] > 0 else state1
-                sgd_range(p, g, v, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, hi - lo)
-            else:
-                adam_range(p, g, state1[lo:hi], state2[lo:hi], t(lr_t), t(hp[1]), t(hp[2]),
-                           t(hp[3]), t(1.0 - hp[0] * hp[4]), 0, hi - lo)
+            s1 = state1[lo:hi] if state1.shape[0] > 0 else state1
+            s2 = state2[lo:hi] if state2.shape[0] > 0 else state2
+            s = _combined_step(params[lo:hi], g0[lo:hi], g1[lo:hi], a, b,
+                               t(lam) if with_l2 else t(0.0), opt_kind, hp, lr_t, s1, s2, buf)
+            if with_l2:
+                sq += s
     return sq
 
 
@@ -231,7 +240,6 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
     wts, bs = _param_views(prm, sizes, w_off, b_off)
     dws0, dbs0 = _param_views(grads[2 * me], sizes, w_off, b_off)
     dws1, dbs1 = _param_views(grads[2 * me + 1], sizes, w_off, b_off)
-    gc = grads[4 + me]
     lb, tb, wb = _borrow(lb[me]), _borrow(tb[me]), _borrow(wb[me])
     m = orders.shape[1]
     cap = (batch_size + 1) // 2
@@ -281,7 +289,9 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
                               dws, dbs, w_off, b_off, np.int64(0), np.int64(0))
             if w_all > 0.0:
                 data_sum += data * (w_me / w_all) * rows
-            box[me * line + 4 * par] = 1.0 if math.isfinite(data) else 0.0
+            # (a minibatch of zero-weight rows has no loss: 0/0, as in the one-thread kernel)
+            ok = math.isfinite(data) and w_all > 0.0
+            box[me * line + 4 * par] = 1.0 if ok else 0.0
             box[me * line + 4 * par + 1] = data_sum
             k += 1
             _sync.arrive_and_wait(flags, me, k)
@@ -289,15 +299,18 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
                 results[me, _EPOCHS] = e
                 results[me, _STEPS] = steps
                 return
-            if w_all > 0.0:  # (a minibatch of zero-weight rows has no gradient: no update)
-                lr_t = hp[0] if opt_kind == SGD_KIND else adam_lr(hp[0], hp[1], hp[2],
-                                                                  step0 + steps + 1)
-                sq = _update_all(sizes, w_off, b_off, alpha / w_all, w0 / w_all, w1 / w_all,
-                                 prm, grads[par], grads[2 + par], gc, opt_kind, hp, lr_t, s1, s2)
-                l2_sum += 0.5 * alpha * sq / w_all * rows
+            lr_t = hp[0] if opt_kind == SGD_KIND else adam_lr(hp[0], hp[1], hp[2],
+                                                              step0 + steps + 1)
+            sq = _update_all(sizes, w_off, b_off, alpha / w_all, w0 / w_all, w1 / w_all, prm,
+                             grads[par], grads[2 + par], opt_kind, hp, lr_t, s1, s2,
+                             grads[4 + me])
+            l2_sum += 0.5 * alpha * sq / w_all * rows
             steps += 1
         # thread 0 computes the loss and applies the end-of-epoch rules (it owns ``stop`` and
-        # ``hp``); thread 1 reads the decision after one more barrier
+        # ``hp``) once thread 1 has finished its last update (which reads ``hp[0]``, the rate
+        # the schedule may change); thread 1 reads the decision after one more barrier
+        k += 1
+        _sync.arrive_and_wait(flags, me, k)
         if me == 0:
             loss = ((box[4 * par + 1] + box[line + 4 * par + 1]) * loss_scale + l2_sum) / max(1, m)
             losses[e] = loss
