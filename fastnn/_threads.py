@@ -2,9 +2,10 @@
 
 By default both use every core.  :func:`set_num_threads` sets numba's pool (``prange`` loops)
 and, through threadpoolctl, every BLAS loaded in the process (scipy's OpenBLAS, which numba's
-``np.dot`` calls, and NumPy's).  The kernels never call BLAS inside ``prange``, so the two pools
-never run at the same time and ``n`` threads are never oversubscribed.  Same seed and same
-thread count give identical weights.
+``np.dot`` calls, and NumPy's).  A threaded BLAS is never called inside ``prange``: the two
+two-thread epoch kernels (:mod:`fastnn._engine`) set BLAS to one thread for their call, so each
+of their two threads calls a one-thread BLAS — ``n`` threads are never oversubscribed.  Same
+seed and same thread count give identical weights.
 """
 from __future__ import annotations
 
