@@ -33,22 +33,13 @@ from fastnn.kernels.epoch import OUT_POISSON
 from fastnn.kernels.softmax import PARALLEL_MIN_SIZE
 from fastnn.network import Network
 from fastnn.train import _FUSE_MIN, NonFiniteLossError, prepare_targets, run_epoch
+from test_train import OPTIMIZERS  # the optimizers and their NumPy twins (tests/ is on sys.path)
 
 needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                reason="numba's pool has a single thread")
 MODES = ["one", pytest.param("rows", marks=needs_two), pytest.param("units", marks=needs_two)]
 TWO_MODES = [pytest.param("rows", marks=needs_two), pytest.param("units", marks=needs_two)]
 
-OPTIMIZERS = {
-    "sgd": (lambda: fastnn.SGD(lr=0.1), lambda: ref.ReferenceSGD(lr=0.1)),
-    "momentum": (lambda: fastnn.SGD(lr=0.05, momentum=0.9),
-                 lambda: ref.ReferenceSGD(lr=0.05, momentum=0.9)),
-    "nesterov": (lambda: fastnn.SGD(lr=0.05, momentum=0.9, nesterov=True),
-                 lambda: ref.ReferenceSGD(lr=0.05, momentum=0.9, nesterov=True)),
-    "adam": (lambda: fastnn.Adam(lr=0.01), lambda: ref.ReferenceAdam(lr=0.01)),
-    "adamw": (lambda: fastnn.AdamW(lr=0.01, weight_decay=0.1),
-              lambda: ref.ReferenceAdam(lr=0.01, weight_decay=0.1)),
-}
 OUTPUTS = ["softmax", "softmax-proba", "sigmoid", "identity", "poisson"]
 N, BATCH, EPOCHS = 43, 8, 3  # 5 full minibatches and a partial one of 3 rows per epoch
 

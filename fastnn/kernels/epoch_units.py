@@ -34,25 +34,23 @@ import numpy as np
 
 from fastnn._jit import jit
 from fastnn.kernels import _sync
-from fastnn.kernels._cpu import FTZ_DAZ, fp_mode, set_blas_threads, set_fp_mode
-from fastnn.kernels._cpu import blas_threads as current_blas_threads
+from fastnn.kernels._cpu import FTZ_DAZ, fp_mode, set_fp_mode
 from fastnn.kernels.dense import dense_forward
 from fastnn.kernels.epoch import (
     _backward,
     _borrow,
-    _consecutive_start,
-    _gather,
+    _load_batch,
     _output_loss,
     _param_views,
     _weight_sum,
     _work_views,
     workspace_size,
 )
-from fastnn.kernels.epochs import _epoch_end
+from fastnn.kernels.epochs import (
+    _EPOCHS, _FINITE, _RAN, _STEPS, _STOPPED, _epoch_end, landed, launch,
+)
 
 __all__ = ["units_of", "packed_size", "unit_workspace_size", "train_epochs_units"]
-
-_EPOCHS, _STEPS, _FINITE, _STOPPED, _RAN = range(5)
 
 
 def units_of(d1):
@@ -171,16 +169,10 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
             par = steps % 2
             rows = min(batch_size, m - i0)
             full = rows == batch_size
-            xv = xb if full else xr
             av = acts if full else acts_r
             dv = deltas if full else deltas_r
-            lv = lb[:rows] if lb.shape[0] > 0 else lb
-            tv = tb[:rows] if tb.shape[0] > 0 else tb
-            wv = wb[:rows] if wb.shape[0] > 0 else wb
-            start = _consecutive_start(order, i0, rows, x.shape[0])
-            if start >= 0:
-                xv = _borrow(x[start:start + rows])
-            _gather(x, labels, targets, sw, order, i0, rows, xv, lv, tv, wv, start < 0)
+            xv, lv, tv, wv = _load_batch(x, labels, targets, sw, order, i0, rows,
+                                         xb if full else xr, lb, tb, wb)
             dense_forward(xv, wts[0], bs[0], codes[0], av[0])
             dense_forward(av[0], wts[1], b2, codes[1], parts[par, me, :rows])
             k += 1
@@ -251,12 +243,7 @@ def train_epochs_units(x, labels, targets, sw, orders, batch_size, sizes, w_off,
     -------
     (epochs, steps, finite, stopped, ran) : as :func:`fastnn.kernels.epochs.train_epochs_2`.
     """
-    flags = np.zeros(3 * _sync.LINE, dtype=np.int64)
-    box = np.zeros(2 * _sync.LINE)
-    results = np.zeros((2, 6))
-    blas = current_blas_threads()
-    if blas > 1:
-        set_blas_threads(1)
+    flags, box, results, blas = launch()
     for me in numba.prange(2):
         mode = fp_mode()
         set_fp_mode(mode | FTZ_DAZ)
@@ -264,8 +251,4 @@ def train_epochs_units(x, labels, targets, sw, orders, batch_size, sizes, w_off,
                 out_kind, params, opt_kind, hp, state1, state2, step0, alpha, fuse_min, own, ws,
                 lb, tb, wb, parts, loss_scale, stop, losses, snapshot, flags, box, results)
         set_fp_mode(mode)
-    if blas > 1:
-        set_blas_threads(blas)
-    ran = results[0, _RAN] == 1.0 and results[1, _RAN] == 1.0
-    return (int(results[0, _EPOCHS]), int(results[0, _STEPS]), results[0, _FINITE] == 1.0,
-            results[0, _STOPPED] == 1.0, ran)
+    return landed(results, blas)

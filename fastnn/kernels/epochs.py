@@ -34,10 +34,9 @@ from fastnn.kernels._cpu import blas_threads as current_blas_threads
 from fastnn.kernels.epoch import (
     _backward,
     _borrow,
-    _consecutive_start,
     _epoch_steps,
     _forward_loss,
-    _gather,
+    _load_batch,
     _param_views,
     _work_views,
     workspace_size,
@@ -213,6 +212,29 @@ def train_epochs(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off
 
 # --------------------------------------------------------------------------- two threads
 @jit
+def launch():
+    """State of a two-thread call: the ``_sync`` flags, the exchange cells, the per-thread
+    results and the BLAS thread count to restore (BLAS is set to one thread for the call)."""
+    flags = np.zeros(3 * _sync.LINE, dtype=np.int64)
+    box = np.zeros(2 * _sync.LINE)
+    results = np.zeros((2, 6))
+    blas = current_blas_threads()
+    if blas > 1:
+        set_blas_threads(1)
+    return flags, box, results, blas
+
+
+@jit
+def landed(results, blas):
+    """Restore BLAS; ``(epochs, steps, finite, stopped, ran)`` from thread 0's results."""
+    if blas > 1:
+        set_blas_threads(blas)
+    ran = results[0, _RAN] == 1.0 and results[1, _RAN] == 1.0
+    return (int(results[0, _EPOCHS]), int(results[0, _STEPS]), results[0, _FINITE] == 1.0,
+            results[0, _STOPPED] == 1.0, ran)
+
+
+@jit
 def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes, out_kind,
             params, grads, opt_kind, hp, state1, state2, step0, alpha, ws, lb, tb, wb,
             loss_scale, stop, losses, snapshot, replica, flags, box, results):
@@ -272,14 +294,9 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
             r0, w_me = (i0, w0) if me == 0 else (i0 + h, w1)
             data = 0.0
             if mine > 0 and w_me != 0.0:
-                xv, av, dv = (xf, af, df) if full else (xl, al, dl)
-                lv = lb[:mine] if lb.shape[0] > 0 else lb
-                tv = tb[:mine] if tb.shape[0] > 0 else tb
-                wv = wb[:mine] if wb.shape[0] > 0 else wb
-                start = _consecutive_start(order, r0, mine, x.shape[0])
-                if start >= 0:
-                    xv = _borrow(x[start:start + mine])
-                _gather(x, labels, targets, sw, order, r0, mine, xv, lv, tv, wv, start < 0)
+                av, dv = (af, df) if full else (al, dl)
+                xv, lv, tv, wv = _load_batch(x, labels, targets, sw, order, r0, mine,
+                                             xf if full else xl, lb, tb, wb)
                 data = _forward_loss(xv, lv, tv, wv, av, dv, wts, bs, codes, out_kind,
                                      np.int64(0))
                 if math.isfinite(data):
@@ -349,12 +366,7 @@ def train_epochs_2(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_o
     False when the two threads did not run at the same time: nothing was trained (call
     :func:`train_epochs`).  Needs numba's pool to have >= 2 threads.
     """
-    flags = np.zeros(3 * _sync.LINE, dtype=np.int64)
-    box = np.zeros(2 * _sync.LINE)
-    results = np.zeros((2, 6))
-    blas = current_blas_threads()
-    if blas > 1:
-        set_blas_threads(1)
+    flags, box, results, blas = launch()
     for me in numba.prange(2):
         mode = fp_mode()
         set_fp_mode(mode | FTZ_DAZ)
@@ -362,8 +374,4 @@ def train_epochs_2(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_o
                 out_kind, params, grads, opt_kind, hp, state1, state2, step0, alpha, ws, lb, tb,
                 wb, loss_scale, stop, losses, snapshot, replica, flags, box, results)
         set_fp_mode(mode)
-    if blas > 1:
-        set_blas_threads(blas)
-    ran = results[0, _RAN] == 1.0 and results[1, _RAN] == 1.0
-    return (int(results[0, _EPOCHS]), int(results[0, _STEPS]), results[0, _FINITE] == 1.0,
-            results[0, _STOPPED] == 1.0, ran)
+    return landed(results, blas)
