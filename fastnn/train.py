@@ -230,24 +230,23 @@ def _callback_fn(cb):
 
 
 def _validation_metrics(net, Xv, yv):
-    """(data loss, accuracy or None, R^2 or None) on the validation set."""
-    out = net.forward(Xv).astype(np.float64)
-    tiny = np.finfo(net.dtype).tiny
+    """(data loss, accuracy or None, R^2 or None) on the validation set.
+
+    The loss comes from the logits through the fused losses (the training objective's own
+    kernels), not from probabilities: a confident wrong prediction whose probability underflows
+    to 0 still has its finite loss instead of a clipped one."""
+    from fastnn import functional as F
+
+    z = net.logits(Xv)
     if net.output == "softmax":
-        if yv.ndim == 1:
-            loss = -np.mean(np.log(np.maximum(out[np.arange(len(yv)), yv], tiny)))
-            acc = np.mean(np.argmax(out, axis=1) == yv)
-        else:
-            loss = -np.mean(np.sum(yv * np.log(np.maximum(out, tiny)), axis=1))
-            acc = np.mean(np.argmax(out, axis=1) == np.argmax(yv, axis=1))
-        return float(loss), float(acc), None
+        loss, _ = F.softmax_cross_entropy(z, yv)
+        truth = yv if yv.ndim == 1 else np.argmax(yv, axis=1)
+        return float(loss), float(np.mean(np.argmax(z, axis=1) == truth)), None
     if net.output == "sigmoid":
-        p = np.clip(out, tiny, 1 - np.finfo(net.dtype).eps)
-        loss = -np.mean(np.sum(yv * np.log(p) + (1 - yv) * np.log1p(-p), axis=1))
-        acc = np.mean(np.all((out > 0.5) == (yv > 0.5), axis=1))
-        return float(loss), float(acc), None
-    r = out - yv
-    loss = 0.5 * np.mean(np.sum(r * r, axis=1))
+        loss, _ = F.sigmoid_cross_entropy(z, yv)
+        return float(loss), float(np.mean(np.all((z > 0) == (yv > 0.5), axis=1))), None
+    loss, _ = F.squared_error(z, yv)
+    r = z.astype(np.float64) - yv
     ss_res = np.sum(r * r, axis=0)
     ss_tot = np.sum((yv - yv.mean(axis=0)) ** 2, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):

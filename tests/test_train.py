@@ -86,6 +86,20 @@ def test_fit_matches_run_epoch_and_records_history():
     assert hist.val_accuracy[-1] == np.mean(p.argmax(1) == y[:10])
 
 
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_validation_loss_of_a_saturated_wrong_prediction_is_not_clipped(output):
+    # logits of +-200: the probability of the true class underflows to 0 in float32, where a
+    # loss from clipped probabilities reads -log(tiny) = 87.3 per output instead of 400
+    net = Network([1, 2], activation="identity", output=output, dtype="float32", seed=0)
+    net.weights[0][...] = [[200.0, -200.0]]
+    net.biases[0][...] = 0.0
+    X = np.ones((1, 1), dtype=np.float32)
+    y = np.array([1]) if output == "softmax" else np.array([[0.0, 1.0]])
+    loss, acc, _ = fastnn.train._validation_metrics(net, X, prepare_targets(net, y))
+    # softmax: 200 - (-200); sigmoid: two wrong outputs of -log(sigmoid(-200)) = 200 each, summed
+    assert loss == pytest.approx(400.0, rel=1e-5) and acc == 0.0
+
+
 def test_the_seed_case_two_examples_are_learned():
     # the learner's problem: x1 -> [1, 0], x2 -> [0, 1], sigmoid hidden layers, softmax output
     X = np.array([[1.0, 0.0], [0.0, 1.0]])
