@@ -81,7 +81,7 @@ def _weight_sum(sw, order, a, b):
 
 
 #: elements per chunk of the combined update (its gradient chunk stays in L1)
-_CHUNK = 512
+_CHUNK = 2048
 
 
 @jit
@@ -95,17 +95,19 @@ def _combined_step(p, g0, g1, a, b, l, opt_kind, hp, lr_t, state1, state2, buf):
     sq = 0.0
     for c in range(0, n, _CHUNK):
         k = min(n, c + _CHUNK) - c
-        pc, x0, x1, gb = p[c:c + k], g0[c:c + k], g1[c:c + k], buf[:k]
+        # borrowed views: a chunk's slices cost no reference counting (~1 µs per digits step)
+        pc, x0, x1, gb = _borrow(p[c:c + k]), _borrow(g0[c:c + k]), _borrow(g1[c:c + k]), \
+            _borrow(buf[:k])
         for j in range(k):
             pj = pc[j]
             sq += pj * pj
             gb[j] = a * x0[j] + b * x1[j] + l * pj
         if sgd:
-            v = state1[c:c + k] if state1.shape[0] > 0 else state1
+            v = _borrow(state1[c:c + k]) if state1.shape[0] > 0 else state1
             sgd_range(pc, gb, v, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, k)
         else:
-            adam_range(pc, gb, state1[c:c + k], state2[c:c + k], t(lr_t), t(hp[1]), t(hp[2]),
-                       t(hp[3]), t(1.0 - hp[0] * hp[4]), 0, k)
+            adam_range(pc, gb, _borrow(state1[c:c + k]), _borrow(state2[c:c + k]), t(lr_t),
+                       t(hp[1]), t(hp[2]), t(hp[3]), t(1.0 - hp[0] * hp[4]), 0, k)
     return sq
 
 
