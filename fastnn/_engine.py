@@ -53,7 +53,11 @@ def use_two_threads(sizes, batch_size, steps):
     small = max(macs) < _k1.BLAS_SERIAL_MAX  # BLAS would run every product on one thread
     if small:
         return "rows" if batch_size >= TWO_THREADS_MIN_ROWS else "one"
-    return "units" if len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN else "one"
+    # large products: with more than two threads, BLAS threads them all (the kernels below
+    # use two)
+    if numba.get_num_threads() == 2 and len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN:
+        return "units"
+    return "one"
 
 
 def stop_state(tol, n_iter_no_change, best_loss, count, schedule="constant", lr_init=0.0,

@@ -494,6 +494,15 @@ def test_use_two_threads_decisions():
         assert decide([4, 10, 3], 1, 1) == "units"
 
 
+def test_more_than_two_threads_leave_large_products_to_blas(monkeypatch):
+    # the two-thread kernels use two threads; with more, BLAS threads large products over all
+    # of them, while small networks (one-thread BLAS) still gain from splitting rows
+    monkeypatch.setattr(_engine.numba, "get_num_threads", lambda: 8)
+    with automatic():
+        assert _engine.use_two_threads([784, 256, 10], 128, 1000) == "one"
+        assert _engine.use_two_threads([64, 100, 10], 200, 1000) == "rows"
+
+
 # --------------------------------------------------------------------------- 7. fallback
 def _kernel_call(mode, net, X, y, opt, orders, batch):
     """Call a two-thread kernel directly, with the arguments run_epochs builds."""
