@@ -43,7 +43,6 @@ __all__ = [
     "DEFAULT_BLOCK_BYTES",
     "is_out_of_core",
     "RowSubset",
-    "split_rows",
     "block_rows",
     "iter_blocks",
     "read_block",
@@ -151,24 +150,6 @@ class RowSubset:
         if isinstance(key, tuple):
             raise TypeError("RowSubset supports row selection only (a slice or an index array)")
         return self.base[self.index[key]]
-
-
-def split_rows(X, *arrays, **split_options):
-    """scikit-learn's ``train_test_split(X, *arrays, **split_options)`` for an out-of-core ``X``
-    without copying its training part: the same split (the same random draws), returned in the
-    same order ``X_train, X_val, a_train, a_val, ...``, but ``X_train`` is a :class:`RowSubset`
-    (rows in file order; the other training arrays are reordered to match) and ``X_val`` is
-    read into memory.  The estimators use it for ``early_stopping=True``.
-    """
-    from sklearn.model_selection import train_test_split
-
-    parts = train_test_split(np.arange(X.shape[0]), *arrays, **split_options)
-    train, val = parts[0], parts[1]
-    order = np.argsort(train, kind="stable")
-    out = [RowSubset(X, train), np.asarray(X[np.sort(val)])[np.argsort(np.argsort(val))]]
-    for a_train, a_val in zip(parts[2::2], parts[3::2]):
-        out += [a_train[order], a_val]
-    return out
 
 
 # --------------------------------------------------------------------------- validation

@@ -134,11 +134,13 @@ def test_row_subset_trains_like_the_selected_rows_in_memory(tmp_path):
 def test_split_rows_is_train_test_split_without_the_copy(tmp_path):
     from sklearn.model_selection import train_test_split
 
+    from fastnn.sklearn._solvers import split_rows
+
     X, y = _data()
     sw = np.linspace(0.1, 1.0, len(X))
     opts = dict(test_size=0.1, stratify=y)
     want = train_test_split(X, y, sw, random_state=np.random.RandomState(0), **opts)
-    got = stream.split_rows(_memmap(tmp_path, X), y, sw, random_state=np.random.RandomState(0),
+    got = split_rows(_memmap(tmp_path, X), y, sw, random_state=np.random.RandomState(0),
                             **opts)
     assert isinstance(got[0], stream.RowSubset)
     for i in (1, 3, 5):  # validation parts: identical, same order

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 from scipy.special import xlogy
+from sklearn.model_selection import train_test_split
 
 from fastnn import stream
 from fastnn.kernels import epoch as _k
@@ -34,6 +35,7 @@ __all__ = [
     "poisson_loss",
     "poisson_loss_and_grad",
     "poisson_epoch",
+    "split_rows",
 ]
 
 
@@ -242,3 +244,20 @@ def _scipy_lbfgs_takes_iprint():
     # scipy >= 1.15 deprecated L-BFGS-B's iprint (scikit-learn drops it there as well)
     major, minor = (int(p) for p in scipy.__version__.split(".")[:2])
     return (major, minor) < (1, 15)
+
+
+def split_rows(X, *arrays, **split_options):
+    """scikit-learn's ``train_test_split(X, *arrays, **split_options)`` for an out-of-core ``X``
+    without copying its training part: the same split (the same random draws), returned in the
+    same order ``X_train, X_val, a_train, a_val, ...``, but ``X_train`` is a
+    :class:`fastnn.stream.RowSubset` (rows in file order; the other training arrays are
+    reordered to match) and ``X_val`` is read into memory.  The estimators use it for
+    ``early_stopping=True``.
+    """
+    parts = train_test_split(np.arange(X.shape[0]), *arrays, **split_options)
+    train, val = parts[0], parts[1]
+    order = np.argsort(train, kind="stable")
+    out = [stream.RowSubset(X, train), np.asarray(X[np.sort(val)])[np.argsort(np.argsort(val))]]
+    for a_train, a_val in zip(parts[2::2], parts[3::2]):
+        out += [a_train[order], a_val]
+    return out

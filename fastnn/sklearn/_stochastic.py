@@ -209,7 +209,7 @@ class StochasticMixin:
         # don't stratify in multilabel classification (scikit-learn's rule: single output only)
         stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
         arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
-        split = stream.split_rows if stream.is_out_of_core(X) else train_test_split
+        split = _solvers.split_rows if stream.is_out_of_core(X) else train_test_split
         parts = split(
             *arrays, random_state=self._random_state, test_size=self.validation_fraction,
             stratify=stratify,
