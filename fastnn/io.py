@@ -223,8 +223,8 @@ def load_model(path):
 
     where = f"{os.fspath(path)!r}"
     try:
-        net = Network(meta["layer_sizes"], activation=list(meta["activations"]) or "identity",
-                      output=meta["output"], dtype=meta["dtype"], seed=0)
+        net = Network._blank(meta["layer_sizes"], list(meta["activations"]) or "identity",
+                             meta["output"], meta["dtype"])
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{where} holds an invalid network description: {exc}") from None
     params = data.get("params")

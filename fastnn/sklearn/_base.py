@@ -166,12 +166,11 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._out_activation()
-        net = Network(
+        net = Network._blank(
             layer_units,
             activation=self.activation,
             output=_ENGINE_OUTPUT[self.out_activation_],
             dtype=np.dtype(dtype).name,
-            seed=0,
         )
         # scikit-learn's Glorot draws from the same RandomState, layer by layer (W then b), in
         # float64: the same random_state gives the same initial weights as scikit-learn.
