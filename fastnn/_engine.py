@@ -15,6 +15,9 @@ with BLAS threaded inside large products (see docs/architecture.md).
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numba
 import numpy as np
 
@@ -114,6 +117,21 @@ def engine_arrays(net, y, sample_weight):
     return labels, targets, sw
 
 
+_workqueue_lock = threading.Lock()
+
+
+def _parallel_region():
+    """numba's ``workqueue`` threading layer (used where no OpenMP or TBB is installed) aborts
+    the process when two Python threads launch parallel regions at the same time: there, the
+    two-thread kernels of concurrent fits run one after the other.  ``omp`` and ``tbb`` take
+    concurrent launches (each caller gets its own threads)."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # pragma: no cover - fastnn._jit starts the layer on import
+        layer = None
+    return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
+
+
 def _ran(result, ran):
     """The result of a two-thread kernel, or None when its two threads did not run at the same
     time (nothing was trained); then two threads are not tried again in this process, unless
@@ -164,16 +182,19 @@ def run_epochs(net, X, labels, targets, sw, optimizer, *, batch_size, orders, al
     if two == "units":
         ws, (own, parts), lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets, sw,
                                                           two)
-        *result, ran = _ku.train_epochs_units(
-            *args, optimizer.kind, hp, s1, s2, optimizer.t, float(alpha), int(fuse_min), own, ws,
-            lb, tb, wb, parts, float(data_loss_scale), stop, losses, snapshot)
+        with _parallel_region():
+            *result, ran = _ku.train_epochs_units(
+                *args, optimizer.kind, hp, s1, s2, optimizer.t, float(alpha), int(fuse_min), own,
+                ws, lb, tb, wb, parts, float(data_loss_scale), stop, losses, snapshot)
         result = _ran(result, ran)
     elif two == "rows":
         ws, (grads, replica), lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets,
                                                                sw, two)
-        *result, ran = _k.train_epochs_2(*args, grads, optimizer.kind, hp, s1, s2, optimizer.t,
-                                         float(alpha), ws, lb, tb, wb, float(data_loss_scale),
-                                         stop, losses, snapshot, replica)
+        with _parallel_region():
+            *result, ran = _k.train_epochs_2(*args, grads, optimizer.kind, hp, s1, s2,
+                                             optimizer.t, float(alpha), ws, lb, tb, wb,
+                                             float(data_loss_scale), stop, losses, snapshot,
+                                             replica)
         result = _ran(result, ran)
     if result is None:
         ws, grad, lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets, sw, "one")

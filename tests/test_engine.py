@@ -580,3 +580,40 @@ def test_barrier_orders_memory_between_the_two_threads():
         _barrier_rounds(10, np.zeros(3 * _sync.LINE, dtype=np.int64), np.zeros((2, 2), np.int64),
                         out)
         np.testing.assert_array_equal(out, [[0, -1], [0, -1]])
+
+
+@needs_two
+@pytest.mark.parametrize("layer", ["omp", "workqueue"])
+def test_concurrent_fits_from_python_threads_equal_sequential_ones(layer, monkeypatch):
+    # two Python threads training at once each launch a two-thread kernel; under the workqueue
+    # layer (no concurrent launches) fastnn serialises them; the weights equal sequential fits
+    import threading
+
+    if layer == "workqueue":  # the real layer stays omp; only the serialising path is taken
+        monkeypatch.setattr(_engine.numba, "threading_layer", lambda: "workqueue")
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 64), dtype=np.float32)
+    y = rng.integers(0, 10, 600)
+    orders = np.stack([rng.permutation(600) for _ in range(6)])
+
+    def train(seed, out):
+        net = Network([64, 100, 10], seed=seed)
+        labels, targets, sw = _engine.engine_arrays(net, prepare_targets(net, y), None)
+        _engine.run_epochs(net, X, labels, targets, sw, fastnn.Adam(1e-3), batch_size=100,
+                           orders=orders)
+        out[seed] = net.params.copy()
+
+    with automatic():
+        assert _engine.use_two_threads([64, 100, 10], 100, 6 * 6) == "rows"
+        alone = {}
+        for seed in (1, 2):
+            train(seed, alone)
+        together = {}
+        threads = [threading.Thread(target=train, args=(seed, together)) for seed in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not _engine._broken
+    for seed in (1, 2):
+        np.testing.assert_array_equal(together[seed], alone[seed])
