@@ -1,24 +1,27 @@
-"""One training epoch on two cores: each minibatch split in two halves, one per thread.
+"""Blocks of epochs in one call: :func:`train_epochs` (one thread) and :func:`train_epochs_2`
+(two threads, each minibatch split in two halves), with scikit-learn's end-of-epoch rules
+(:func:`_epoch_end`) applied between the epochs of a block.
 
-:func:`fastnn.kernels.epoch.train_epoch` runs a minibatch on one thread and lets BLAS use the
-others inside each GEMM.  For layers below :data:`~fastnn.kernels.epoch.BLAS_SERIAL_MAX`
-multiply-adds that second BLAS thread costs more than it saves, so small networks (digits
-64-100-10, batch 200) trained on one core.  This kernel trains them on two, data-parallel:
+:func:`fastnn.kernels.epoch.train_epoch`'s loop runs a minibatch on one thread and lets BLAS
+use the others inside each GEMM.  For layers below :data:`~fastnn.kernels.epoch.BLAS_SERIAL_MAX`
+multiply-adds a second BLAS thread costs more than it saves, so small networks (digits
+64-100-10, batch 200) trained on one core.  :func:`train_epochs_2` trains them on two:
 
 1. thread ``t`` takes rows ``[0, h)`` (``t = 0``) or ``[h, rows)`` (``t = 1``) of the minibatch,
    ``h = ceil(rows / 2)``, gathers them into its own workspace and runs forward, the fused loss
-   and backward on a ONE-thread BLAS into its own gradient buffer ``grads[t]``;
-2. barrier; the two gradients are combined with weights ``c_t = w_t / w`` (each half's loss is
-   the mean over its own rows, ``w_t`` its weight sum) — the gradient of the full minibatch —
-   plus the L2 term, and each thread updates HALF of every layer's ``W`` and ``b`` with the
-   optimizer;
-3. barrier; the next minibatch reads the updated parameters.
+   and backward on a ONE-thread BLAS into its own gradient buffer (double-buffered by step
+   parity);
+2. ONE barrier; both threads form the minibatch gradient ``c_0 g_0 + c_1 g_1`` (``c_t = w_t / w``:
+   each half's loss is the mean over its own rows, ``w_t`` its weight sum) plus the L2 term, and
+   apply the optimizer to their OWN full copy of the parameters and state (thread 1's replica):
+   the same arithmetic in the same order, so the copies stay bit-identical.  Sharing one copy and
+   updating half each made every forward pass read half of ``W`` from the other core's cache.
 
-The arithmetic is that of :func:`~fastnn.kernels.epoch.train_epoch` regrouped (sums split in two
-and added), so results agree to rounding, and are identical run to run.  BLAS is set to one
-thread for the call (each thread calls it on its own half: two threads in all, never more).
-Threads meet through :mod:`fastnn.kernels._sync`; if the two ``prange`` iterations do not run
-at the same time, nothing is trained and the caller falls back to the one-thread kernel.
+The arithmetic is the one-thread kernel's regrouped (sums split in two and added), so results
+agree to rounding, and are identical run to run.  BLAS is set to one thread for the call (each
+thread calls it on its own half: two threads in all, never more).  Threads meet through
+:mod:`fastnn.kernels._sync`; if the two ``prange`` iterations do not run at the same time,
+nothing is trained and the caller falls back to :func:`train_epochs`.
 """
 from __future__ import annotations
 
