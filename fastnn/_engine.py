@@ -26,7 +26,7 @@ from fastnn.kernels import epoch_units as _ku
 from fastnn.kernels import epochs as _k
 from fastnn.kernels.softmax import PARALLEL_MIN_SIZE
 
-__all__ = ["run_epochs", "engine_arrays", "use_two_threads", "stop_state"]
+__all__ = ["run_epochs", "engine_arrays", "split_targets", "use_two_threads", "stop_state"]
 
 #: two threads need at least this many multiply-adds per minibatch (below, one thread's step
 #: is a few µs and the two barriers per step are a large part of it)
@@ -103,15 +103,19 @@ def _buffers(net, batch_size, labels, targets, sw, two):
     return bufs
 
 
+def split_targets(net, y):
+    """``(labels, targets)``: int64 labels and an empty ``float[0, k]``, or an empty int64[0]
+    and the float targets — the kernels' two target arguments, from prepared targets ``y``."""
+    if y.ndim == 1:
+        return y, np.zeros((0, net.layer_sizes[-1]), dtype=net.dtype)
+    return np.zeros(0, dtype=np.int64), y
+
+
 def engine_arrays(net, y, sample_weight):
     """``(labels, targets, sw)`` for :func:`run_epochs` from :func:`fastnn.train.prepare_targets`
     output and sample weights (or None)."""
-    y = np.ascontiguousarray(y, dtype=np.int64 if y.ndim == 1 else net.dtype)
-    k = net.layer_sizes[-1]
-    if y.ndim == 1:
-        labels, targets = y, np.zeros((0, k), dtype=net.dtype)
-    else:
-        labels, targets = np.zeros(0, dtype=np.int64), y
+    labels, targets = split_targets(
+        net, np.ascontiguousarray(y, dtype=np.int64 if y.ndim == 1 else net.dtype))
     sw = np.zeros(0, dtype=net.dtype) if sample_weight is None else \
         np.ascontiguousarray(sample_weight, dtype=net.dtype)
     return labels, targets, sw
@@ -150,14 +154,13 @@ def run_epochs(net, X, labels, targets, sw, optimizer, *, batch_size, orders, al
     Parameters
     ----------
     net : Network; X : float[n, n_in] of ``net.dtype``, C-contiguous (validated by the caller).
-    labels, targets, sw : as :func:`fastnn.kernels.epoch.train_epoch` (``fastnn.train``'s
-        ``_split_targets`` output and weights of ``net.dtype`` or float[0]).
+    labels, targets, sw : as :func:`fastnn.kernels.epoch.epoch_steps` (:func:`engine_arrays`).
     optimizer : SGD, Adam or AdamW; its ``t`` advances by the steps taken and its ``lr``
         follows the schedule in ``stop``.
     batch_size : int >= 1; orders : int64[E, m] — the rows of each epoch, in order.
     alpha : float — L2 coefficient; data_loss_scale : float — as ``run_epoch``.
     stop : float64[8] from :func:`stop_state` (updated in place) or None: all E epochs run.
-    fuse_min : int — as ``train_epoch`` (one thread only).
+    fuse_min : int — as ``epoch_steps`` (one thread only).
     out_kind : int or None — the kernel's output kind (None: the network's own).
 
     Returns

@@ -68,9 +68,6 @@ def check_gradients(net, X, y, eps=1e-6, alpha=0.0, sample_weight=None, max_chec
 
 
 def _as_float64(net):
-    from fastnn.network import Network
-
-    ref = Network._blank(net.layer_sizes, list(net.activations) or "identity", net.output,
-                         "float64")
+    ref = net._like("float64")
     ref.params[...] = net.params
     return ref

@@ -182,14 +182,6 @@ class Network:
         """Number of parameters (length of :attr:`params`)."""
         return self.params.shape[0]
 
-    def _workspace(self, key, size):
-        """Scratch buffer reused across calls (one per purpose and size)."""
-        ws = self._workspaces.get(key)
-        if ws is None or ws.shape[0] < size:
-            ws = np.empty(size, dtype=self.dtype)
-            self._workspaces[key] = ws
-        return ws
-
     # ------------------------------------------------------------------ inference
     def forward(self, X):
         """Output-layer values: probabilities for softmax/sigmoid, values for identity.
@@ -282,12 +274,14 @@ class Network:
     # ------------------------------------------------------------------ misc
     def copy(self):
         """An independent copy (same architecture, copied parameters)."""
-        new = Network.__new__(Network)
-        new.layer_sizes, new.activations, new.output = self.layer_sizes, self.activations, self.output
-        new.dtype, new.n_layers = self.dtype, self.n_layers
-        new._build_layout()
+        new = self._like()
         new.params[...] = self.params
         return new
+
+    def _like(self, dtype=None):
+        """A :meth:`_blank` network of this architecture (``dtype``: this one's by default)."""
+        return Network._blank(self.layer_sizes, list(self.activations) or "identity",
+                              self.output, self.dtype if dtype is None else dtype)
 
     def save(self, path):
         """Write the network to ``path`` (see :func:`fastnn.save`)."""

@@ -136,7 +136,7 @@ def _prepare_inputs(net, X, y, sample_weight, alpha, xname="X", yname="y"):
             or not np.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     sw = _prepare_weights(sample_weight, X.shape[0], net.dtype)
-    labels, targets = _split_targets(net, t)
+    labels, targets = _engine.split_targets(net, t)
     return X, labels, targets, sw
 
 
@@ -151,12 +151,6 @@ def _prepare_weights(sample_weight, n, dtype):
     if sw.size and (sw.min() < 0 or sw.sum() <= 0):
         raise ValueError("sample_weight must be >= 0 with a positive sum")
     return sw
-
-
-def _split_targets(net, t):
-    if t.ndim == 1:
-        return t, np.zeros((0, net.layer_sizes[-1]), dtype=net.dtype)
-    return np.zeros(0, dtype=np.int64), t
 
 
 def _check_int(value, name, low):

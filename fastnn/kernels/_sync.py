@@ -101,14 +101,19 @@ def cas(typingctx, arr, i, expected, new):
     return types.int64(arr, i, expected, new), codegen
 
 
+def _emit_pause(builder):
+    """The x86 ``pause`` instruction (nothing elsewhere)."""
+    if _X86:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                            "llvm.x86.sse2.pause")
+        builder.call(fn, [])
+
+
 @intrinsic
 def pause(typingctx):
     """The x86 ``pause`` spin-wait hint (no-op elsewhere)."""
     def codegen(context, builder, sig, args):
-        if _X86:
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                "llvm.x86.sse2.pause")
-            builder.call(fn, [])
+        _emit_pause(builder)
         return context.get_dummy_value()
 
     return types.none(), codegen
@@ -122,10 +127,8 @@ def yield_cpu(typingctx):
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.IntType(32), []), "fastnn_sched_yield")
             builder.call(fn, [])
-        elif _X86:  # pragma: no cover
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                "llvm.x86.sse2.pause")
-            builder.call(fn, [])
+        else:  # pragma: no cover
+            _emit_pause(builder)
         return context.get_dummy_value()
 
     return types.none(), codegen

@@ -32,8 +32,7 @@ from numba.extending import intrinsic
 
 from fastnn._jit import jit
 from fastnn.kernels._blas import gemm
-from fastnn.kernels._cpu import FTZ_DAZ, fp_mode, set_blas_threads, set_fp_mode
-from fastnn.kernels._cpu import blas_threads as current_blas_threads
+from fastnn.kernels._cpu import set_blas_threads
 from fastnn.kernels.activations import IDENTITY, LOGISTIC, activation_forward
 from fastnn.kernels.dense import (
     _bias_grad,
@@ -60,7 +59,7 @@ from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "workspace_size",
-    "network_forward", "network_loss_grad", "train_epoch",
+    "network_forward", "network_loss_grad", "epoch_steps",
 ]
 
 OUT_SOFTMAX = 0
@@ -431,9 +430,9 @@ def _load_batch(x, labels, targets, sw, order, i0, rows, xb, lb, tb, wb):
 
 
 @jit
-def train_epoch(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes, out_kind,
+def epoch_steps(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes, out_kind,
                 params, grad, opt_kind, hp, state1, state2, step0, alpha, fuse_min,
-                ws, lb, tb, wb):
+                ws, lb, tb, wb, blas_threads):
     """Train one epoch: for each minibatch of ``order`` (the last one may be partial) gather the
     rows, run forward, the fused loss, backward and the optimizer update.
 
@@ -455,6 +454,9 @@ def train_epoch(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, 
     ws : float[workspace_size(sizes, batch_size, True)];
     lb : int64[batch_size] (labels) or int64[0]; tb : float[batch_size, k] or float[0, k];
     wb : float[batch_size] or float[0] — gather buffers.
+    blas_threads : int — OpenBLAS's thread count, restored after a layer below
+        :data:`BLAS_SERIAL_MAX` multiply-adds (whose GEMMs run on one thread); 0 leaves BLAS
+        alone.
 
     Returns
     -------
@@ -464,29 +466,14 @@ def train_epoch(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, 
 
     Notes
     -----
-    During the call the calling thread flushes subnormal floats to zero (x86 MXCSR FTZ/DAZ,
-    restored on return): Adam's first moment of a parameter whose gradient vanishes (a dead
-    ReLU unit) decays by ``beta1`` per step into the subnormal range, where every operation
+    The callers (:mod:`fastnn.kernels.epochs`) flush subnormal floats to zero on the calling
+    thread for the call (x86 MXCSR FTZ/DAZ, restored on return): Adam's first moment of a
+    parameter whose gradient vanishes (a dead ReLU unit) decays by ``beta1`` per step into the subnormal range, where every operation
     costs ~100 cycles (measured: a digits epoch 0.97 ms -> 1.24 ms by epoch 200 without it).
     Values below 1e-38 (float32) / 1e-308 (float64) change nothing a float comparison sees.
-    Layers below :data:`BLAS_SERIAL_MAX` multiply-adds run their GEMMs on one BLAS thread.
     A minibatch whose rows are consecutive in ``x`` (``order[i:i + b]`` = ``s, s + 1, ...``) is
     read in place; other minibatches are gathered into the workspace.
     """
-    mode = fp_mode()
-    set_fp_mode(mode | FTZ_DAZ)
-    result = _epoch_steps(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes,
-                          out_kind, params, grad, opt_kind, hp, state1, state2, step0, alpha,
-                          fuse_min, ws, lb, tb, wb, current_blas_threads())
-    set_fp_mode(mode)
-    return result
-
-
-@jit
-def _epoch_steps(x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes, out_kind,
-                 params, grad, opt_kind, hp, state1, state2, step0, alpha, fuse_min,
-                 ws, lb, tb, wb, blas_threads):
-    """The body of :func:`train_epoch` (same arguments, plus the BLAS thread count)."""
     lb, tb, wb = _borrow(lb), _borrow(tb), _borrow(wb)
     wts, bs = _param_views(params, sizes, w_off, b_off)
     dws, dbs = _param_views(grad, sizes, w_off, b_off)

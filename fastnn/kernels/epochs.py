@@ -2,7 +2,7 @@
 (two threads, each minibatch split in two halves), with scikit-learn's end-of-epoch rules
 (:func:`_epoch_end`) applied between the epochs of a block.
 
-:func:`fastnn.kernels.epoch.train_epoch`'s loop runs a minibatch on one thread and lets BLAS
+:func:`fastnn.kernels.epoch.epoch_steps` runs a minibatch on one thread and lets BLAS
 use the others inside each GEMM.  For layers below :data:`~fastnn.kernels.epoch.BLAS_SERIAL_MAX`
 multiply-adds a second BLAS thread costs more than it saves, so small networks (digits
 64-100-10, batch 200) trained on one core.  :func:`train_epochs_2` trains them on two:
@@ -37,7 +37,7 @@ from fastnn.kernels._cpu import blas_threads as current_blas_threads
 from fastnn.kernels.epoch import (
     _backward,
     _borrow,
-    _epoch_steps,
+    epoch_steps,
     _forward_loss,
     _load_batch,
     _param_views,
@@ -171,14 +171,14 @@ def _epoch_end(stop, hp, loss, n_samples):
 def train_epochs(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes,
                  out_kind, params, grad, opt_kind, hp, state1, state2, step0, alpha, fuse_min,
                  ws, lb, tb, wb, loss_scale, stop, losses, snapshot):
-    """:func:`fastnn.kernels.epoch.train_epoch` for each row of ``orders``, with scikit-learn's
+    """:func:`fastnn.kernels.epoch.epoch_steps` for each row of ``orders``, with scikit-learn's
     end-of-epoch rules in between (module docstring).
 
     Parameters
     ----------
     x, labels, targets, sw, batch_size, sizes, w_off, b_off, codes, out_kind, params, grad,
     opt_kind, hp, state1, state2, step0, alpha, fuse_min, ws, lb, tb, wb :
-        as :func:`~fastnn.kernels.epoch.train_epoch`; ``hp[0]`` (the learning rate) is updated
+        as :func:`~fastnn.kernels.epoch.epoch_steps`; ``hp[0]`` (the learning rate) is updated
         by the schedule in ``stop``.
     orders : int64[E, m] — the rows of each epoch, in order.
     loss_scale : float — multiplies the data term of the reported loss.
@@ -199,7 +199,7 @@ def train_epochs(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off
     for e in range(orders.shape[0]):
         snapshot[:] = params
         order = orders[e]
-        data, l2, n_steps, finite = _epoch_steps(
+        data, l2, n_steps, finite = epoch_steps(
             x, labels, targets, sw, order, batch_size, sizes, w_off, b_off, codes, out_kind,
             params, grad, opt_kind, hp, state1, state2, step0 + steps, alpha, fuse_min, ws, lb,
             tb, wb, blas)
