@@ -53,12 +53,18 @@ def use_two_threads(sizes, batch_size, steps):
     if _broken or numba.get_num_threads() < 2 or steps < TWO_THREADS_MIN_STEPS \
             or sum(macs) < TWO_THREADS_MIN_MACS or batch_size * sizes[-1] >= PARALLEL_MIN_SIZE:
         return "one"
+    one_hidden = len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN
     small = max(macs) < _k1.BLAS_SERIAL_MAX  # BLAS would run every product on one thread
     if small:
-        return "rows" if batch_size >= TWO_THREADS_MIN_ROWS else "one"
+        if batch_size < TWO_THREADS_MIN_ROWS:
+            return "one"
+        # what crosses between the cores each step: the partial logits (units) or every
+        # gradient (rows); digits 64-100-10, batch 200: 2,000 values against 7,510
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        return "units" if one_hidden and batch_size * sizes[-1] <= n_params else "rows"
     # large products: with more than two threads, BLAS threads them all (the kernels below
     # use two)
-    if numba.get_num_threads() == 2 and len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN:
+    if numba.get_num_threads() == 2 and one_hidden:
         return "units"
     return "one"
 
@@ -83,7 +89,8 @@ def _buffers(net, batch_size, labels, targets, sw, two):
             rows = (2, h)
             ws = np.empty((2, _ku.unit_workspace_size(net.layer_sizes, batch_size)), net.dtype)
             q = -(-_ku.packed_size(net.layer_sizes) // _k.PAD) * _k.PAD
-            grad = (np.zeros((2, 4, q), net.dtype), np.zeros((2, 2, batch_size, k), net.dtype))
+            parts = np.zeros((2, 2, _ku.parts_size(net.layer_sizes, batch_size)), net.dtype)
+            grad = (np.zeros((2, 4, q), net.dtype), parts)
         elif two == "rows":
             h = _k.half_rows(batch_size)
             rows = (2, h)
@@ -187,8 +194,8 @@ def run_epochs(net, X, labels, targets, sw, optimizer, *, batch_size, orders, al
                                                           two)
         with _parallel_region():
             *result, ran = _ku.train_epochs_units(
-                *args, optimizer.kind, hp, s1, s2, optimizer.t, float(alpha), int(fuse_min), own,
-                ws, lb, tb, wb, parts, float(data_loss_scale), stop, losses, snapshot)
+                *args, optimizer.kind, hp, s1, s2, optimizer.t, float(alpha), own, ws, lb, tb,
+                wb, parts, float(data_loss_scale), stop, losses, snapshot)
         result = _ran(result, ran)
     elif two == "rows":
         ws, (grads, replica), lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets,

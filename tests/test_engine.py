@@ -198,11 +198,10 @@ def test_minibatches_of_one_row(mode, opt):
 
 
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "nesterov"])
-@pytest.mark.parametrize("mode", ["one", pytest.param("units", marks=needs_two)])
-def test_sgd_fused_into_the_weight_gemm(mode, opt):
-    # fuse_min=0 folds plain/momentum SGD into every layer's weight GEMM (one and units kernels)
-    _check_against_reference(mode, "softmax", opt, "float64", weighted=True, fuse_min=0)
-    _check_against_reference(mode, "identity", opt, "float32", weighted=False, fuse_min=0)
+def test_sgd_fused_into_the_weight_gemm(opt):
+    # fuse_min=0 folds plain/momentum SGD into every layer's weight GEMM (one-thread kernel)
+    _check_against_reference("one", "softmax", opt, "float64", weighted=True, fuse_min=0)
+    _check_against_reference("one", "identity", opt, "float32", weighted=False, fuse_min=0)
 
 
 # --------------------------------------------------------------------------- 2. determinism
@@ -476,8 +475,11 @@ def test_use_two_threads_decisions():
     many = 1000
     with automatic(), numba_threads(2):
         assert decide([784, 256, 10], 128, many) == "units"
-        assert decide([64, 100, 10], 200, many) == "rows"  # digits
+        assert decide([64, 100, 10], 200, many) == "units"  # digits
+        # more logits per minibatch than parameters: rows exchange less
+        assert decide([8, 32, 100], 200, many) == "rows"
         assert decide([64, 100, 50, 10], 200, many) == "rows"
+        assert decide([64, 30, 10], 400, many) == "rows"  # too few hidden units to split
         assert decide([64, 100, 10], 200, _engine.TWO_THREADS_MIN_STEPS - 1) == "one"
         assert decide([4, 10, 3], 32, many) == "one"  # tiny: the barriers would cost more
         assert decide([784, 512, 256, 10], 128, many) == "one"  # large, not one hidden layer
@@ -500,7 +502,8 @@ def test_more_than_two_threads_leave_large_products_to_blas(monkeypatch):
     monkeypatch.setattr(_engine.numba, "get_num_threads", lambda: 8)
     with automatic():
         assert _engine.use_two_threads([784, 256, 10], 128, 1000) == "one"
-        assert _engine.use_two_threads([64, 100, 10], 200, 1000) == "rows"
+        assert _engine.use_two_threads([64, 100, 10], 200, 1000) == "units"
+        assert _engine.use_two_threads([64, 100, 50, 10], 200, 1000) == "rows"
 
 
 # --------------------------------------------------------------------------- 7. fallback
@@ -515,8 +518,8 @@ def _kernel_call(mode, net, X, y, opt, orders, batch):
     if mode == "units":
         ws, (own, parts), lb, tb, wb, snapshot = _engine._buffers(net, batch, labels, targets, sw,
                                                                   "units")
-        return kunits.train_epochs_units(*args, opt.kind, hp, s1, s2, opt.t, 0.0, 0, own, ws, lb,
-                                         tb, wb, parts, 1.0, stop, losses, snapshot)
+        return kunits.train_epochs_units(*args, opt.kind, hp, s1, s2, opt.t, 0.0, own, ws, lb, tb,
+                                         wb, parts, 1.0, stop, losses, snapshot)
     ws, (grads, replica), lb, tb, wb, snapshot = _engine._buffers(net, batch, labels, targets,
                                                                   sw, "rows")
     return kepochs.train_epochs_2(*args, grads, opt.kind, hp, s1, s2, opt.t, 0.0, ws, lb, tb, wb,
@@ -604,7 +607,7 @@ def test_concurrent_fits_from_python_threads_equal_sequential_ones(layer, monkey
         out[seed] = net.params.copy()
 
     with automatic():
-        assert _engine.use_two_threads([64, 100, 10], 100, 6 * 6) == "rows"
+        assert _engine.use_two_threads([64, 100, 10], 100, 6 * 6) == "units"  # two threads
         alone = {}
         for seed in (1, 2):
             train(seed, alone)

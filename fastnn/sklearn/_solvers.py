@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from fastnn import stream
 from fastnn.kernels import epoch as _k
+from fastnn.kernels.mt19937 import draw_orders
 from fastnn.optim import SGD, Adam
 from fastnn.train import NonFiniteLossError, run_epoch
 
@@ -30,6 +31,7 @@ __all__ = [
     "r2",
     "LearningRateSchedule",
     "shuffled",
+    "shuffled_block",
     "lbfgs",
     "l2_penalty",
     "poisson_loss",
@@ -102,6 +104,20 @@ def shuffled(sample_idx, rs):
     perm = np.arange(sample_idx.shape[0])
     rs.shuffle(perm)
     return sample_idx[perm]
+
+
+def shuffled_block(sample_idx, rs, epochs):
+    """``(orders, sample_idx)``: the orders of ``epochs`` epochs, ``orders[e]`` after ``e + 1``
+    calls of :func:`shuffled`, and the last one; ``rs`` advances as those calls advance it.
+    A Mersenne Twister ``RandomState`` (scikit-learn's) draws them in compiled code
+    (:mod:`fastnn.kernels.mt19937`, the same numbers)."""
+    state = rs.get_state(legacy=False)
+    if state["bit_generator"] == "MT19937" and sample_idx.shape[0] < 2 ** 32:
+        return draw_orders(rs, sample_idx, epochs)
+    orders = np.empty((epochs, sample_idx.shape[0]), dtype=np.int64)
+    for e in range(epochs):
+        sample_idx = orders[e] = shuffled(sample_idx, rs)
+    return orders, sample_idx
 
 
 def accuracy(y_true, y_pred, sample_weight=None):

@@ -122,11 +122,11 @@ class StochasticMixin:
         while self.n_iter_ < self.max_iter:
             block = min(block, self.max_iter - self.n_iter_)
             rng_state = self._random_state.get_state() if self.shuffle else None
-            orders = np.empty((block, n_samples), dtype=np.int64)
-            for e in range(block):
-                if self.shuffle:
-                    sample_idx = _solvers.shuffled(sample_idx, self._random_state)
-                orders[e] = sample_idx
+            if self.shuffle:
+                orders, sample_idx = _solvers.shuffled_block(sample_idx, self._random_state,
+                                                             block)
+            else:
+                orders = np.broadcast_to(sample_idx, (block, n_samples))
             start = time.perf_counter()
             losses, stopped, failed, _ = _engine.run_epochs(
                 net, X, labels, tgt, sw, schedule.engine, batch_size=batch_size, orders=orders,
@@ -145,8 +145,7 @@ class StochasticMixin:
                 # keep only the shuffles of the epochs that ran: a later fit continues the same
                 # random sequence as scikit-learn's
                 self._random_state.set_state(rng_state)
-                for _ in range(used):
-                    _solvers.shuffled(orders[0], self._random_state)
+                _solvers.shuffled_block(orders[0], self._random_state, used)
             if failed:
                 exc = NonFiniteLossError(
                     f"the training loss became NaN or infinite at minibatch {failed} of epoch "
