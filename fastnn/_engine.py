@@ -85,7 +85,7 @@ def _buffers(net, batch_size, labels, targets, sw, two):
         k = net.layer_sizes[-1]
         p = net.params.shape[0]
         if two == "units":
-            h = batch_size
+            h = 2 * batch_size  # two input sets: the next minibatch is gathered during a step
             rows = (2, h)
             ws = np.empty((2, _ku.unit_workspace_size(net.layer_sizes, batch_size)), net.dtype)
             q = -(-_ku.packed_size(net.layer_sizes) // _k.PAD) * _k.PAD

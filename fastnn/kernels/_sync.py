@@ -35,7 +35,7 @@ from numba.extending import intrinsic
 
 from fastnn._jit import jit
 
-__all__ = ["LINE", "GO", "ABORT", "load", "store", "cas", "pause", "yield_cpu",
+__all__ = ["LINE", "GO", "ABORT", "load", "store", "cas", "pause", "yield_cpu", "arrive", "wait",
            "arrive_and_wait", "handshake"]
 
 LINE = 16
@@ -135,9 +135,16 @@ def yield_cpu(typingctx):
 
 
 @jit
-def arrive_and_wait(flags, me, k):
-    """Barrier number ``k`` (1, 2, ... in order) between threads ``me`` and ``1 - me``."""
+def arrive(flags, me, k):
+    """Thread ``me`` reached barrier number ``k`` (1, 2, ... in order); its writes before are
+    visible to the partner once the partner's :func:`wait` for ``k`` returns."""
     store(flags, me * LINE, k)
+
+
+@jit
+def wait(flags, me, k):
+    """Until the partner of thread ``me`` has reached barrier ``k`` (work done between
+    :func:`arrive` and :func:`wait` overlaps the partner's way to the barrier)."""
     other = (1 - me) * LINE
     spins = 0
     while load(flags, other) < k:
@@ -146,6 +153,13 @@ def arrive_and_wait(flags, me, k):
             spins += 1
         else:
             yield_cpu()
+
+
+@jit
+def arrive_and_wait(flags, me, k):
+    """Barrier number ``k`` (1, 2, ... in order) between threads ``me`` and ``1 - me``."""
+    arrive(flags, me, k)
+    wait(flags, me, k)
 
 
 @jit

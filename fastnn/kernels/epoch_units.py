@@ -80,9 +80,10 @@ def packed_size(sizes):
 
 
 def unit_workspace_size(sizes, batch_size):
-    """Per-thread workspace length: the blocks of :func:`_views` for the whole minibatch."""
+    """Per-thread workspace length: two input sets (:func:`_inputs`) and the blocks of
+    :func:`_views`, for the whole minibatch."""
     d0, d1, d2 = (int(s) for s in sizes)
-    return batch_size * (2 * d0 + 2 * units_of(d1)[0][1] + 4 * d2 + 2)
+    return batch_size * (4 * d0 + 2 * units_of(d1)[0][1] + 4 * d2 + 2)
 
 
 def parts_size(sizes, batch_size):
@@ -219,41 +220,64 @@ def _loss_t(zt, dzt, zs, dzs, mx, s, labels, targets, sw, out_kind):
 
 @jit
 def _views(ws, d0, h, d2, capacity, rows):
-    """This thread's unit-major blocks for a minibatch of ``rows`` rows: ``(xb, xt, ht, dht,
-    zt, dzt, zs, dzs, mx, s)`` — the gathered rows ``[rows, d0]``, their transpose
-    ``[d0, rows]``, the hidden activations and their deltas ``[h, rows]``, the logits and
-    their deltas ``[d2, rows]``, row-major copies of those ``[rows, d2]`` and two
-    ``[rows]`` scratch vectors; ``ws`` holds them at ``capacity`` rows each."""
-    blocks = (d0, d0, h, h, d2, d2, d2, d2, 1, 1)
+    """This thread's unit-major blocks for a minibatch of ``rows`` rows: ``(ht, dht, zt, dzt,
+    zs, dzs, mx, s)`` — the hidden activations and their deltas ``[h, rows]``, the logits and
+    their deltas ``[d2, rows]``, row-major copies of those ``[rows, d2]`` and two ``[rows]``
+    scratch vectors, after the two input sets (:func:`_inputs`); ``capacity`` rows each."""
+    blocks = (h, h, d2, d2, d2, d2, 1, 1)
     out = [_borrow(ws[0:0])]
     out.clear()
-    off = 0
+    off = 4 * capacity * d0
     for width in blocks:
         out.append(_borrow(ws[off:off + rows * width]))
         off += capacity * width
-    return (out[0].reshape((rows, d0)), out[1].reshape((d0, rows)), out[2].reshape((h, rows)),
-            out[3].reshape((h, rows)), out[4].reshape((d2, rows)), out[5].reshape((d2, rows)),
-            out[6].reshape((rows, d2)), out[7].reshape((rows, d2)), out[8], out[9])
+    return (out[0].reshape((h, rows)), out[1].reshape((h, rows)), out[2].reshape((d2, rows)),
+            out[3].reshape((d2, rows)), out[4].reshape((rows, d2)), out[5].reshape((rows, d2)),
+            out[6], out[7])
 
 
 @jit
-def _step(me, xv, xt, ht, dht, zt, dzt, zs, dzs, mx, s, lv, tv, wv, parts, par, rows, w1, b1,
-          w2, b2, g1, gb1, g2, gb2, code, out_kind, flags, k):
-    """Forward to the partial logits, the exchange (one barrier), the fused loss on the whole
-    minibatch and this thread's gradients; returns the loss."""
-    d2 = w2.shape[1]
+def _inputs(ws, lb, tb, wb, d0, capacity, rows, p):
+    """Input set ``p`` (0 or 1: minibatches alternate) for ``rows`` rows: ``(xb, xt, lb, tb,
+    wb)`` — gathered rows ``[rows, d0]``, their transpose ``[d0, rows]`` and the gathered
+    labels / targets / weights (empty when unused)."""
+    off = 2 * p * capacity * d0
+    xb = _borrow(ws[off:off + rows * d0]).reshape((rows, d0))
+    xt = _borrow(ws[off + capacity * d0:off + capacity * d0 + rows * d0]).reshape((d0, rows))
+    lo, hi = p * capacity, p * capacity + rows
+    return (xb, xt, lb[lo:hi] if lb.shape[0] > 0 else lb, tb[lo:hi] if tb.shape[0] > 0 else tb,
+            wb[lo:hi] if wb.shape[0] > 0 else wb)
+
+
+@jit
+def _load_t(x, labels, targets, sw, order, i0, rows, inputs):
+    """Minibatch ``order[i0:i0 + rows]`` into an input set: ``(x rows, xᵀ, labels, targets,
+    weights)`` (x rows read in place when consecutive, see :func:`_load_batch`)."""
+    xb, xt, lb, tb, wb = inputs
+    xv, lv, tv, wv = _load_batch(x, labels, targets, sw, order, i0, rows, xb, lb, tb, wb)
     transpose(xv, xt)
+    return xv, xt, lv, tv, wv
+
+
+@jit
+def _forward_t(me, xt, ht, pt, w1, b1, w2, b2, code):
+    """``hᵀ = act(W1ᵀ xᵀ + b1)`` and this thread's partial logits ``pᵀ = W2ᵀ hᵀ`` (+ ``b2`` on
+    thread 0)."""
     gemm(True, False, 1.0, w1, xt, 0.0, ht)  # hᵀ = W1ᵀ xᵀ  [h, rows]
     apply_activation(code, _row_bias_act_loop, (ht, b1))
-    pt = _borrow(parts[par, me, :d2 * rows]).reshape((d2, rows))
     gemm(True, False, 1.0, w2, ht, 0.0, pt)  # partial zᵀ = W2ᵀ hᵀ  [d2, rows]
     if me == 0:
-        for c in range(d2):
+        for c in range(pt.shape[0]):
             bc = b2[c]
-            for i in range(rows):
+            for i in range(pt.shape[1]):
                 pt[c, i] += bc
-    _sync.arrive_and_wait(flags, me, k)
-    p0, p1 = parts[par, 0, :d2 * rows], parts[par, 1, :d2 * rows]
+
+
+@jit
+def _backward_t(me, xv, lv, tv, wv, views, p0, p1, w2, g1, gb1, g2, gb2, code, out_kind):
+    """``z = p0 + p1``, the fused loss on the whole minibatch and this thread's gradients;
+    returns the loss."""
+    ht, dht, zt, dzt, zs, dzs, mx, s = views
     z = zt.ravel()
     for i in range(z.shape[0]):
         z[i] = p0[i] + p1[i]
@@ -329,27 +353,46 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
     g2, gb2 = _borrow(grad[n2_lo:n2_hi]).reshape((h, d2)), _borrow(grad[n2_hi:])
     code = codes[0]
     lb, tb, wb = _borrow(lb[me]), _borrow(tb[me]), _borrow(wb[me])
-    m = orders.shape[1]
-    last = m % batch_size
-    full_v = _views(ws[me], d0, h, d2, batch_size, batch_size)
-    last_v = _views(ws[me], d0, h, d2, batch_size, last)
+    n_epochs, m = orders.shape
+    bs = batch_size
+    last = m % bs
+    full_v = _views(ws[me], d0, h, d2, bs, bs)
+    last_v = _views(ws[me], d0, h, d2, bs, last)
+    # inputs[2 p]: set p for a full minibatch, inputs[2 p + 1]: for the last, partial one
+    inputs = [_inputs(ws[me], lb, tb, wb, d0, bs, bs if q % 2 == 0 else last, q // 2)
+              for q in range(4)]
+    cur = inputs[0]
+    if n_epochs > 0 and m > 0:
+        cur = _load_t(x, labels, targets, sw, orders[0], 0, min(bs, m),
+                      inputs[0 if m >= bs else 1])
     line = _sync.LINE
     steps = 0
     k = 0  # barriers passed
-    for e in range(orders.shape[0]):
+    for e in range(n_epochs):
         order = orders[e]
         if me == 0:
             snapshot[:] = params  # (written back by both threads before the last barrier)
         data_sum = 0.0
         l2_sum = 0.0
-        for i0 in range(0, m, batch_size):
-            rows = min(batch_size, m - i0)
-            xb, xt, ht, dht, zt, dzt, zs, dzs, mx, s = full_v if rows == batch_size else last_v
-            xv, lv, tv, wv = _load_batch(x, labels, targets, sw, order, i0, rows, xb, lb, tb, wb)
+        for i0 in range(0, m, bs):
+            par = steps % 2
+            rows = min(bs, m - i0)
+            views = full_v if rows == bs else last_v
+            xv, xt, lv, tv, wv = cur
+            pt = _borrow(parts[par, me, :d2 * rows]).reshape((d2, rows))
+            _forward_t(me, xt, views[0], pt, w1, b1, w2, b2, code)
             k += 1
-            data = _step(me, xv, xt, ht, dht, zt, dzt, zs, dzs, mx, s, lv, tv, wv, parts,
-                         steps % 2, rows, w1, b1, w2, b2, g1, gb1, g2, gb2, code, out_kind,
-                         flags, k)
+            _sync.arrive(flags, me, k)
+            # the next minibatch does not depend on the exchange: it is loaded (into the other
+            # input set) while the partner finishes its partial logits
+            nxt, i1 = (order, i0 + bs) if i0 + bs < m else (orders[min(e + 1, n_epochs - 1)], 0)
+            if i0 + bs < m or e + 1 < n_epochs:
+                n1_rows = min(bs, m - i1)
+                cur = _load_t(x, labels, targets, sw, nxt, i1, n1_rows,
+                              inputs[2 * (1 - par) + (0 if n1_rows == bs else 1)])
+            _sync.wait(flags, me, k)
+            data = _backward_t(me, xv, lv, tv, wv, views, parts[par, 0, :d2 * rows],
+                               parts[par, 1, :d2 * rows], w2, g1, gb1, g2, gb2, code, out_kind)
             if not math.isfinite(data):  # (both threads see the same loss)
                 _move(params, prm, sizes, w_off, b_off, u0, h, mine, False)
                 _store_states(s1, s2, state1, state2, sizes, w_off, b_off, u0, h, mine)
@@ -402,8 +445,9 @@ def train_epochs_units(x, labels, targets, sw, orders, batch_size, sizes, w_off,
     own : float[2, 4, q], q >= packed_size(sizes) — each thread's packed parameters, gradient
         and two optimizer states.
     ws : float[2, unit_workspace_size(sizes, batch_size)].
-    lb : int64[2, batch_size] or int64[2, 0]; tb : float[2, batch_size, k] or float[2, 0, k];
-    wb : float[2, batch_size] or float[2, 0] — each thread gathers the whole minibatch.
+    lb : int64[2, 2 * batch_size] or int64[2, 0]; tb : float[2, 2 * batch_size, k] or
+    float[2, 0, k]; wb : float[2, 2 * batch_size] or float[2, 0] — each thread gathers the
+    whole minibatch, into two input sets (minibatches alternate between them).
     parts : float[2, 2, parts_size(sizes, batch_size)] — partial logits (unit-major
         ``[sizes[2], rows]``) by step parity and thread.
 

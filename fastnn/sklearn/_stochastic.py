@@ -118,7 +118,9 @@ class StochasticMixin:
             self.tol, self.n_iter_no_change, self.best_loss_, self._no_improvement_count,
             lr_schedule, schedule.learning_rate_init, self.power_t, self.t_)
         out_kind = OUT_POISSON if self.out_activation_ == "exp" else None
-        block = 1  # the first block times one epoch
+        # the first block times a few epochs: enough minibatches for the two-thread kernels
+        steps = -(-n_samples // batch_size)
+        block = min(4, -(-_engine.TWO_THREADS_MIN_STEPS // steps))
         while self.n_iter_ < self.max_iter:
             block = min(block, self.max_iter - self.n_iter_)
             rng_state = self._random_state.get_state() if self.shuffle else None
