@@ -179,6 +179,17 @@ def test_epochs_equal_the_reference_trainer(mode, output, opt):
 
 
 @needs_two
+@pytest.mark.parametrize("output", ["softmax", "softmax-proba", "sigmoid"])
+@pytest.mark.parametrize("opt", ["adam", "momentum"])
+def test_units_kernel_transposes_x_or_the_hidden_product(opt, output):
+    # 5 inputs: 33 units (17 + 16 per thread) transpose x; 5 units (3 + 2) transpose x on
+    # thread 0 (5 <= 2 * 3) and the hidden product on thread 1 (5 > 2 * 2); 3 units: both
+    for hidden in [(33,), (5,), (3,)]:
+        _check_against_reference("units", output, opt, "float64", weighted=True, hidden=hidden)
+        _check_against_reference("units", output, opt, "float32", weighted=False, hidden=hidden)
+
+
+@needs_two
 @pytest.mark.parametrize("output", ["softmax", "identity"])
 @pytest.mark.parametrize("opt", ["adam", "nesterov"])
 def test_rows_kernel_with_one_hidden_layer(opt, output):
