@@ -90,7 +90,7 @@ def _buffers(net, batch_size, labels, targets, sw, two):
             ws = np.empty((2, _ku.unit_workspace_size(net.layer_sizes, batch_size)), net.dtype)
             q = -(-_ku.packed_size(net.layer_sizes) // _k.PAD) * _k.PAD
             parts = np.zeros((2, 2, _ku.parts_size(net.layer_sizes, batch_size)), net.dtype)
-            grad = (np.zeros((2, 4, q), net.dtype), parts)
+            grad = (np.zeros((2, 5, q), net.dtype), parts)
         elif two == "rows":
             h = _k.half_rows(batch_size)
             rows = (2, h)

@@ -270,6 +270,26 @@ def test_diverging_learning_rate_restores_the_epoch_start(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_snapshot_is_the_start_of_the_failing_epoch(mode):
+    # epoch 1 trains; minibatch 2 of epoch 2 holds an infinite row (non-finite logits): the
+    # kernel's snapshot (what run_epochs restores when the parameters are not finite) must be
+    # the parameters after epoch 1, not the call's start
+    net = _net(mode, "softmax", "float64", hidden=(33,))
+    X, y = _data("softmax", "float64", n=N + 1)
+    X[N] = np.inf
+    rng = np.random.default_rng(5)
+    first, second = rng.permutation(N), rng.permutation(N)
+    second[BATCH + 2] = N
+    after_one = net.copy()
+    _run(mode, after_one, X, y, fastnn.Adam(1e-2), first[None], BATCH)
+    losses, stopped, failed, restored = _run(mode, net, X, y, fastnn.Adam(1e-2),
+                                             np.stack([first, second]), BATCH)
+    assert len(losses) == 1 and failed == 2 and not restored and not stopped
+    (snapshot,) = [b[-1] for k, b in net._workspaces.items() if k[:2] == ("epochs", mode)]
+    np.testing.assert_array_equal(snapshot, after_one.params)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_poisson_exp_overflow_stops_at_its_minibatch(mode):
     net = _net(mode, "poisson", "float64", hidden=(33,))  # relu: the logits grow with x
     X, y = _data("poisson", "float64", n=N + 1)

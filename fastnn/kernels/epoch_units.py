@@ -20,8 +20,10 @@ inside each product splits each GEMM its own way, so the forward product and the
 
 Each thread keeps its sub-network packed in one flat vector (``W1_t`` ``[d0, h_t]``, ``b1_t``,
 ``W2_t`` ``[h_t, d2]``, its own ``b2`` — the real one for thread 0, zeros for thread 1) with
-its gradient and optimizer state; the packed weights are written back into ``params`` at the
-end of every epoch (and the states at the end of the call).
+its gradient and optimizer state; the packed weights and states are written back into
+``params`` / ``state1`` / ``state2`` at the end of the call.  Each thread keeps its part of the
+parameters at the start of the epoch, written to ``snapshot`` only when a minibatch loss is not
+finite (a per-epoch snapshot of ``params`` read half of them from the other core).
 
 **Unit-major activations.**  Inside a step the activations are stored transposed, one row per
 unit and one column per minibatch row: ``xᵀ`` ``[d0, rows]``, ``hᵀ`` ``[h_t, rows]``, ``zᵀ``
@@ -353,7 +355,7 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
     n2_lo = n1 + h
     n2_hi = n2_lo + h * d2
     n_t = n2_hi + d2
-    prm, grad = own[me, 0, :n_t], own[me, 1, :n_t]
+    prm, grad, start = own[me, 0, :n_t], own[me, 1, :n_t], own[me, 4, :n_t]
     s1 = own[me, 2, :n_t] if state1.shape[0] > 0 else own[me, 2, :0]
     s2 = own[me, 3, :n_t] if state2.shape[0] > 0 else own[me, 3, :0]
     _move(params, prm, sizes, w_off, b_off, u0, h, mine, True)
@@ -387,8 +389,7 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
     k = 0  # barriers passed
     for e in range(n_epochs):
         order = orders[e]
-        if me == 0:
-            snapshot[:] = params  # (written back by both threads before the last barrier)
+        start[:] = prm  # this thread's part of the parameters at the epoch's start
         data_sum = 0.0
         l2_sum = 0.0
         for i0 in range(0, m, bs):
@@ -411,8 +412,8 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
             data = _backward_t(me, xv, lv, tv, wv, views, parts[par, 0, :d2 * rows],
                                parts[par, 1, :d2 * rows], w2, g1, gb1, g2, gb2, code, out_kind)
             if not math.isfinite(data):  # (both threads see the same loss)
-                _move(params, prm, sizes, w_off, b_off, u0, h, mine, False)
-                _store_states(s1, s2, state1, state2, sizes, w_off, b_off, u0, h, mine)
+                _move(snapshot, start, sizes, w_off, b_off, u0, h, mine, False)
+                _store(prm, s1, s2, params, state1, state2, sizes, w_off, b_off, u0, h, mine)
                 _finish(me, e, steps, False, False, results)
                 return
             l2 = _update(prm, grad, s1, s2, n1, n2_lo, n2_hi, alpha, _weight_sum(wv, rows),
@@ -420,7 +421,6 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
             data_sum += data * rows
             l2_sum += l2 * rows
             steps += 1
-        _move(params, prm, sizes, w_off, b_off, u0, h, mine, False)
         # thread 0 computes the epoch's loss (its L2 term has a part from each thread) and
         # applies the end-of-epoch rules; thread 1 reads the decision after a second barrier
         box[me * line + 1] = l2_sum
@@ -433,15 +433,17 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
         k += 1
         _sync.arrive_and_wait(flags, me, k)
         if box[3] == 1.0:
-            _store_states(s1, s2, state1, state2, sizes, w_off, b_off, u0, h, mine)
+            _store(prm, s1, s2, params, state1, state2, sizes, w_off, b_off, u0, h, mine)
             _finish(me, e + 1, steps, True, True, results)
             return
-    _store_states(s1, s2, state1, state2, sizes, w_off, b_off, u0, h, mine)
+    _store(prm, s1, s2, params, state1, state2, sizes, w_off, b_off, u0, h, mine)
     _finish(me, orders.shape[0], steps, True, False, results)
 
 
 @jit
-def _store_states(s1, s2, state1, state2, sizes, w_off, b_off, u0, h, mine):
+def _store(prm, s1, s2, params, state1, state2, sizes, w_off, b_off, u0, h, mine):
+    """This thread's packed parameters and optimizer states back into the network layout."""
+    _move(params, prm, sizes, w_off, b_off, u0, h, mine, False)
     if s1.shape[0] > 0:
         _move(state1, s1, sizes, w_off, b_off, u0, h, mine, False)
     if s2.shape[0] > 0:
@@ -459,8 +461,8 @@ def train_epochs_units(x, labels, targets, sw, orders, batch_size, sizes, w_off,
     ----------
     As :func:`~fastnn.kernels.epochs.train_epochs` (without ``fuse_min``), with per-thread
     buffers instead of ``grad``, ``ws``, ``lb``, ``tb``, ``wb``:
-    own : float[2, 4, q], q >= packed_size(sizes) — each thread's packed parameters, gradient
-        and two optimizer states.
+    own : float[2, 5, q], q >= packed_size(sizes) — each thread's packed parameters, gradient,
+        two optimizer states and parameters at the start of the epoch.
     ws : float[2, unit_workspace_size(sizes, batch_size)].
     lb : int64[2, 2 * batch_size] or int64[2, 0]; tb : float[2, 2 * batch_size, k] or
     float[2, 0, k]; wb : float[2, 2 * batch_size] or float[2, 0] — each thread gathers the
