@@ -92,7 +92,7 @@ def shuffled_orders(key, pos, sample_idx, orders):
             value = np.int64(out[pos]) & mask
             pos += 1
             partner[i] = value
-            i -= 1 if value <= i else 0
+            i -= 1 + ((i - value) >> 63)  # 1 when value <= i, else 0 (arithmetic, no branch)
         for i in range(n):
             perm[i] = i
         for i in range(n - 1, 0, -1):
