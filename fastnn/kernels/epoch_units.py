@@ -53,7 +53,7 @@ from fastnn.kernels import _sync
 from fastnn.kernels._blas import gemm
 from fastnn.kernels._cpu import FTZ_DAZ, fp_mode, set_fp_mode
 from fastnn.kernels._math import exp, like
-from fastnn.kernels.activations import activation_backward, apply_activation
+from fastnn.kernels.activations import apply_activation
 from fastnn.kernels.epoch import (
     OUT_SOFTMAX,
     _borrow,
@@ -143,6 +143,20 @@ def _row_bias_act_loop(act, grad, args):
             a[j, i] = act(a[j, i] + bj)
 
 
+@jit(inline="always")
+def _row_backward_sums_loop(act, grad, args):
+    """``d[j, i] *= act'(a[j, i])`` and ``out[j] = sum_i d[j, i]``: the hidden delta and its
+    bias gradient in one pass over a unit-major block."""
+    a, d, out = args
+    for j in range(a.shape[0]):
+        s = like(0.0, d)
+        for i in range(a.shape[1]):
+            v = d[j, i] * grad(a[j, i])
+            d[j, i] = v
+            s += v
+        out[j] = s
+
+
 @jit
 def _row_sums(a, out):
     """``out[j] = sum_i a[j, i]`` (the bias gradient of a unit-major delta block)."""
@@ -197,15 +211,16 @@ def _ce_labels_t(zt, labels, sw, dzt, mx, s):
             for i in range(i0, min(n, i0 + step)):
                 prod *= np.float64(s[i])
             total += math.log(prod)
+    inv = 1.0 / wsum
     for i in range(n):
-        c = (np.float64(sw[i]) if weighted else 1.0) / wsum
+        c = np.float64(sw[i]) * inv if weighted else inv
         s[i] = like(c / np.float64(s[i]), dzt)  # s becomes the row's scale
     for c in range(k):
         dc = dzt[c]
         for i in range(n):
             dc[i] = _flush(dc[i] * s[i])
     for i in range(n):
-        dzt[labels[i], i] -= like((np.float64(sw[i]) if weighted else 1.0) / wsum, dzt)
+        dzt[labels[i], i] -= like(np.float64(sw[i]) * inv if weighted else inv, dzt)
     return True, total / wsum
 
 
@@ -306,8 +321,7 @@ def _backward_t(me, xv, lv, tv, wv, views, p0, p1, w2, g1, gb1, g2, gb2, code, o
     else:
         gb2[:] = 0  # the bias of z is thread 0's: thread 1's copy stays zero
     gemm(False, False, 1.0, w2, dzt, 0.0, dht)  # dhᵀ = W2 dzᵀ  [h, rows]
-    activation_backward(ht, dht, code)
-    _row_sums(dht, gb1)
+    apply_activation(code, _row_backward_sums_loop, (ht, dht, gb1))
     gemm(True, True, 1.0, xv, dht, 0.0, g1)  # dW1 = xᵀ (dhᵀ)ᵀ  [d0, h]
     return data
 
