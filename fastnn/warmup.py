@@ -136,6 +136,14 @@ def _engine_kernels(dtype, rng, step):
 
         step(f"epoch+forward ({output}/{kind})", epoch)
     step("two-thread epochs", lambda: _two_threads(dtype, rng))
+    step("epoch shuffles", _shuffles)
+
+
+def _shuffles():
+    """The estimators' compiled epoch shuffles (dtype-independent: loaded again per dtype)."""
+    from fastnn.kernels.mt19937 import draw_orders
+
+    draw_orders(np.random.RandomState(0), np.arange(5), 2)
 
 
 def _two_threads(dtype, rng):

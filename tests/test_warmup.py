@@ -21,6 +21,7 @@ def test_warmup_covers_both_dtypes_and_every_output(capsys):
         for output, kind in W._OUTPUTS:
             assert (f"epoch+forward ({output}/{kind})", dtype) in names
         assert ("functional (softmax, losses)", dtype) in names
+        assert ("epoch shuffles", dtype) in names
     assert report.seconds >= sum(s for _, _, s in report.steps) > 0
     # every kernel this process used came from the cache or was compiled now (and is cached now)
     assert report.compiled + report.loaded > 0 or all(
