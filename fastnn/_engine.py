@@ -8,10 +8,11 @@ end-of-epoch rules (stopping on ``tol``/``n_iter_no_change``, the ``invscaling``
 learning rates) between them inside the kernel (:mod:`fastnn.kernels.epochs`).
 
 With two or more numba threads and enough work, an epoch runs on two threads in lock step
-(:func:`use_two_threads`): small networks split each minibatch's rows (``"rows"``,
-:mod:`fastnn.kernels.epochs`), a one-hidden-layer network with large products splits its hidden
-units (``"units"``, :mod:`fastnn.kernels.epoch_units`); otherwise one thread runs the epoch
-with BLAS threaded inside large products (see docs/architecture.md).
+(:func:`use_two_threads`): a one-hidden-layer network splits its hidden units (``"units"``,
+:mod:`fastnn.kernels.epoch_units`: only partial logits cross between the cores), other small
+networks split each minibatch's rows (``"rows"``, :mod:`fastnn.kernels.epochs`: the gradients
+cross); otherwise one thread runs the epoch with BLAS threaded inside large products (see
+docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -4,8 +4,9 @@
 
 :func:`fastnn.kernels.epoch.epoch_steps` runs a minibatch on one thread and lets BLAS
 use the others inside each GEMM.  For layers below :data:`~fastnn.kernels.epoch.BLAS_SERIAL_MAX`
-multiply-adds a second BLAS thread costs more than it saves, so small networks (digits
-64-100-10, batch 200) trained on one core.  :func:`train_epochs_2` trains them on two:
+multiply-adds a second BLAS thread costs more than it saves, so small networks (64-100-50-10,
+batch 200) trained on one core.  :func:`train_epochs_2` trains them on two (one-hidden-layer
+networks use :mod:`fastnn.kernels.epoch_units` instead, which exchanges less):
 
 1. thread ``t`` takes rows ``[0, h)`` (``t = 0``) or ``[h, rows)`` (``t = 1``) of the minibatch,
    ``h = ceil(rows / 2)``, gathers them into its own workspace and runs forward, the fused loss
