@@ -388,16 +388,14 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
     last = m % bs
     full_v = _views(ws[me], d0, h, d2, bs, bs)
     last_v = _views(ws[me], d0, h, d2, bs, last)
-    # inputs[2 p]: set p for a full minibatch, inputs[2 p + 1]: for the last, partial one
-    inputs = [_inputs(ws[me], lb, tb, wb, d0, bs, bs if q % 2 == 0 else last, q // 2)
-              for q in range(4)]
+    wsm = ws[me]
     # x is transposed when narrow (digits: 64 inputs, 50 units per thread), else the hidden
     # product (784 inputs, 128 units: 164 µs per step instead of 185 µs, float32, one core)
     transpose_x = d0 <= 2 * h
-    cur = inputs[0]
+    cur = _inputs(wsm, lb, tb, wb, d0, bs, 0, 0)
     if n_epochs > 0 and m > 0:
         cur = _load_t(x, labels, targets, sw, orders[0], 0, min(bs, m),
-                      inputs[0 if m >= bs else 1], transpose_x)
+                      _inputs(wsm, lb, tb, wb, d0, bs, min(bs, m), 0), transpose_x)
     line = _sync.LINE
     steps = 0
     k = 0  # barriers passed
@@ -421,7 +419,7 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
             if i0 + bs < m or e + 1 < n_epochs:
                 n1_rows = min(bs, m - i1)
                 cur = _load_t(x, labels, targets, sw, nxt, i1, n1_rows,
-                              inputs[2 * (1 - par) + (0 if n1_rows == bs else 1)], transpose_x)
+                              _inputs(wsm, lb, tb, wb, d0, bs, n1_rows, 1 - par), transpose_x)
             _sync.wait(flags, me, k)
             data = _backward_t(me, xv, lv, tv, wv, views, parts[par, 0, :d2 * rows],
                                parts[par, 1, :d2 * rows], w2, g1, gb1, g2, gb2, code, out_kind)
@@ -492,8 +490,9 @@ def train_epochs_units(x, labels, targets, sw, orders, batch_size, sizes, w_off,
     for me in numba.prange(2):
         mode = fp_mode()
         set_fp_mode(mode | FTZ_DAZ)
-        _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes,
-                out_kind, params, opt_kind, hp, state1, state2, step0, alpha, own, ws, lb,
-                tb, wb, parts, loss_scale, stop, losses, snapshot, flags, box, results)
+        # (int64: the prange index is unsigned, and a second type compiles _worker twice)
+        _worker(np.int64(me), x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
+                codes, out_kind, params, opt_kind, hp, state1, state2, step0, alpha, own, ws,
+                lb, tb, wb, parts, loss_scale, stop, losses, snapshot, flags, box, results)
         set_fp_mode(mode)
     return landed(results, blas)

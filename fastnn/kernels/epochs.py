@@ -376,8 +376,9 @@ def train_epochs_2(x, labels, targets, sw, orders, batch_size, sizes, w_off, b_o
     for me in numba.prange(2):
         mode = fp_mode()
         set_fp_mode(mode | FTZ_DAZ)
-        _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off, codes,
-                out_kind, params, grads, opt_kind, hp, state1, state2, step0, alpha, ws, lb, tb,
-                wb, loss_scale, stop, losses, snapshot, replica, flags, box, results)
+        # (int64: the prange index is unsigned, and a second type compiles _worker twice)
+        _worker(np.int64(me), x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
+                codes, out_kind, params, grads, opt_kind, hp, state1, state2, step0, alpha, ws,
+                lb, tb, wb, loss_scale, stop, losses, snapshot, replica, flags, box, results)
         set_fp_mode(mode)
     return landed(results, blas)
