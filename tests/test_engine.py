@@ -392,6 +392,23 @@ def _assert_bitwise_same_fit(a, b):
     np.testing.assert_array_equal(sa[1], sb[1])
 
 
+def test_a_repeated_fit_sizes_its_first_block_from_the_last_one(monkeypatch):
+    # the first fit of a shape times a short first block; the next one runs its epochs in one
+    # block of ~BLOCK_SECONDS, with the same result
+    from fastnn.sklearn import MLPClassifier, _stochastic
+
+    X, y = _iris()
+    make = lambda **kw: MLPClassifier(hidden_layer_sizes=(8,), batch_size=20,  # noqa: E731
+                                      random_state=0, max_iter=30, tol=0.0, **kw)
+    monkeypatch.setattr(_stochastic, "_epoch_seconds", {})
+    calls = []
+    first, _ = _fit_recorded(make, X, y, False, calls, monkeypatch)
+    assert calls[0] < 30 and len(calls) > 1
+    second, _ = _fit_recorded(make, X, y, False, calls, monkeypatch)
+    assert calls == [30]
+    _assert_bitwise_same_fit(first, second)
+
+
 @pytest.mark.parametrize("warm", [False, True])
 @pytest.mark.parametrize("case", list(BLOCK_CASES))
 def test_blocks_of_epochs_equal_the_per_epoch_path(case, warm, capsys, monkeypatch):

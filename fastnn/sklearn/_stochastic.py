@@ -30,6 +30,10 @@ NON_FINITE_MSG = (
 
 #: a block of epochs (one compiled call, see ``_fit_epoch_blocks``) lasts about this long
 BLOCK_SECONDS = 0.25
+#: seconds per epoch measured by earlier fits of this process, by (layer sizes, batch size,
+#: rows, dtype): a repeated fit (cross-validation, a search, a benchmark) sizes its first block
+#: from it instead of timing a short first block (one compiled call fewer)
+_epoch_seconds = {}
 
 
 class StochasticMixin:
@@ -118,9 +122,13 @@ class StochasticMixin:
             self.tol, self.n_iter_no_change, self.best_loss_, self._no_improvement_count,
             lr_schedule, schedule.learning_rate_init, self.power_t, self.t_)
         out_kind = OUT_POISSON if self.out_activation_ == "exp" else None
-        # the first block times a few epochs: enough minibatches for the two-thread kernels
+        # without an earlier fit of this shape, the first block times a few epochs: enough
+        # minibatches for the two-thread kernels
+        key = (tuple(net.layer_sizes), batch_size, n_samples, net.dtype.name)
         steps = -(-n_samples // batch_size)
         block = min(4, -(-_engine.TWO_THREADS_MIN_STEPS // steps))
+        if key in _epoch_seconds:
+            block = max(block, int(BLOCK_SECONDS / max(_epoch_seconds[key], 1e-9)))
         while self.n_iter_ < self.max_iter:
             block = min(block, self.max_iter - self.n_iter_)
             rng_state = self._random_state.get_state() if self.shuffle else None
@@ -156,6 +164,10 @@ class StochasticMixin:
                 return
             if stopped:
                 return
+            if len(losses):
+                if len(_epoch_seconds) >= 256:  # (a process fitting many shapes)
+                    _epoch_seconds.clear()
+                _epoch_seconds[key] = elapsed / len(losses)
             block = max(1, int(BLOCK_SECONDS * len(losses) / max(elapsed, 1e-9)))
         _warn_max_iter(self.max_iter)
 
