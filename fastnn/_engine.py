@@ -22,6 +22,7 @@ import threading
 import numba
 import numpy as np
 
+from fastnn._aligned import zeros as aligned_zeros
 from fastnn.kernels import epoch as _k1
 from fastnn.kernels import epoch_units as _ku
 from fastnn.kernels import epochs as _k
@@ -88,25 +89,26 @@ def _buffers(net, batch_size, labels, targets, sw, two):
         if two == "units":
             h = 2 * batch_size  # two input sets: the next minibatch is gathered during a step
             rows = (2, h)
-            ws = np.empty((2, _ku.unit_workspace_size(net.layer_sizes, batch_size)), net.dtype)
+            ws = aligned_zeros((2, _ku.unit_workspace_size(net.layer_sizes, batch_size)), net.dtype)
             q = -(-_ku.packed_size(net.layer_sizes) // _k.PAD) * _k.PAD
-            parts = np.zeros((2, 2, _ku.parts_size(net.layer_sizes, batch_size)), net.dtype)
-            grad = (np.zeros((2, 5, q), net.dtype), parts)
+            parts = aligned_zeros((2, 2, _ku.parts_size(net.layer_sizes, batch_size)), net.dtype)
+            grad = (aligned_zeros((2, 5, q), net.dtype), parts)
         elif two == "rows":
             h = _k.half_rows(batch_size)
             rows = (2, h)
-            ws = np.empty((2, _k.thread_workspace_size(net.layer_sizes, batch_size)), net.dtype)
+            ws = aligned_zeros((2, _k.thread_workspace_size(net.layer_sizes, batch_size)),
+                               net.dtype)
             q = -(-p // _k.PAD) * _k.PAD
-            grad = (np.zeros((6, q), net.dtype), np.empty((3, q), net.dtype))
+            grad = (aligned_zeros((6, q), net.dtype), aligned_zeros((3, q), net.dtype))
         else:
             h = batch_size
             rows = (h,)
-            ws = np.empty(_k1.workspace_size(net.layer_sizes, batch_size, True), net.dtype)
-            grad = np.empty(p, net.dtype)
-        lb = np.empty(rows[:-1] + (h if labels.shape[0] else 0,), np.int64)
-        tb = np.empty(rows[:-1] + (h if targets.shape[0] else 0, k), net.dtype)
-        wb = np.empty(rows[:-1] + (h if sw.shape[0] else 0,), net.dtype)
-        snapshot = np.empty(p, net.dtype)
+            ws = aligned_zeros(_k1.workspace_size(net.layer_sizes, batch_size, True), net.dtype)
+            grad = aligned_zeros(p, net.dtype)
+        lb = aligned_zeros(rows[:-1] + (h if labels.shape[0] else 0,), np.int64)
+        tb = aligned_zeros(rows[:-1] + (h if targets.shape[0] else 0, k), net.dtype)
+        wb = aligned_zeros(rows[:-1] + (h if sw.shape[0] else 0,), net.dtype)
+        snapshot = aligned_zeros(p, net.dtype)
         bufs = net._workspaces[key] = (ws, grad, lb, tb, wb, snapshot)
     return bufs
 

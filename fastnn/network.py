@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from fastnn._aligned import zeros as aligned_zeros
 from fastnn.kernels import epoch as _k
 
 from fastnn.kernels.activations import ACTIVATIONS, IDENTITY
@@ -159,7 +160,7 @@ class Network:
         self._codes = np.array([ACTIVATIONS[a] for a in self.activations] + [IDENTITY],
                                dtype=np.int64)
         self._out_kind = OUTPUTS[self.output]
-        self.params = np.zeros(off, dtype=self.dtype)
+        self.params = aligned_zeros(off, self.dtype)  # (cache-line aligned: fastnn._aligned)
         self._make_views()
         self._workspaces = {}
 
