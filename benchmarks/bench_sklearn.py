@@ -11,9 +11,9 @@ work compared is identical: each run asserts that both loss curves agree.  Held-
 (digits: stratified 80/20 split, the timed fit uses the 1,437 training rows; the 20,000 x 784
 set: 5,000 more rows held out) is stored in ``extra_info`` beside every time.
 
-Measured (2 threads, float32, medians, 2026-11-29 05:10 UTC): digits adam 50.0 ms vs 520 ms
-(10.4x; 10.4-10.9x over the hour's runs), 20,000 x 784 adam 375 ms vs 1,553 ms (4.1x), digits
-lbfgs 39.3 ms vs 508 ms (12.9x); see docs/sklearn.md.
+Measured (2 threads, float32, medians, 2026-11-29 05:43 UTC): digits adam 43.9 ms vs 528 ms
+(12.0x; 10.4-12.0x over repeated runs), 20,000 x 784 adam 367 ms vs 1,570 ms (4.3x), digits
+lbfgs 40.1 ms vs 468 ms (11.7x); see docs/sklearn.md.
 
 ``pytest --benchmark-only benchmarks/bench_sklearn.py`` times them (3 to 15 rounds each; slow:
 a few minutes, most of it scikit-learn).  A plain ``pytest`` runs each case once, untimed,
