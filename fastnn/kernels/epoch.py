@@ -55,7 +55,7 @@ from fastnn.kernels.softmax import (
     poisson_deviance,
     squared_error,
 )
-from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
+from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "workspace_size",
@@ -303,18 +303,11 @@ def _backward(x, acts, deltas, wts, bs, dws, dbs, codes, alpha, wsum, update, op
             set_blas_threads(blas_threads)
         if alpha > 0.0:
             sq += _l2(w.ravel(), dws[l].ravel(), t(c))
-        if update:
-            # the layer's slices, indexed from 0: a loop from a run-time ``lo`` keeps numba's
-            # negative-index wraparound and runs scalar (measured: Adam 7.5k params ~10 us ->
-            # ~3 us vectorised)
+        if update:  # the layer's slices (step_range: views that start at the range)
             lo, hi = w_off[l], b_off[l] + d_out
-            size = hi - lo
-            if sgd:
-                v = s1[lo:hi] if s1.shape[0] > 0 else s1
-                sgd_range(params[lo:hi], grad[lo:hi], v, t(lr), t(mu), nesterov, 0, size)
-            else:
-                adam_range(params[lo:hi], grad[lo:hi], s1[lo:hi], s2[lo:hi], t(lr_t), t(hp[1]),
-                           t(hp[2]), t(hp[3]), t(1.0 - lr * hp[4]), 0, size)
+            step_range(opt_kind, hp, lr_t, _borrow(params[lo:hi]), _borrow(grad[lo:hi]),
+                       _borrow(s1[lo:hi]) if s1.shape[0] > 0 else s1,
+                       _borrow(s2[lo:hi]) if s2.shape[0] > 0 else s2, hi - lo)
     return 0.5 * alpha * sq / wsum
 
 

@@ -65,7 +65,7 @@ from fastnn.kernels.epoch import (
 from fastnn.kernels.epochs import (
     _EPOCHS, _FINITE, _RAN, _STEPS, _STOPPED, _epoch_end, landed, launch,
 )
-from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
+from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 from fastnn.kernels.softmax import _exact_sub, _flush, _fmax, _weights
 from fastnn.kernels.transpose import transpose
 
@@ -335,13 +335,8 @@ def _update(prm, grad, s1, s2, n1, n2_lo, n2_hi, alpha, wsum, opt_kind, hp, step
     sq = 0.0
     if alpha > 0.0:
         sq += _l2(prm[:n1], grad[:n1], c) + _l2(prm[n2_lo:n2_hi], grad[n2_lo:n2_hi], c)
-    n = prm.shape[0]
-    if opt_kind == SGD_KIND:
-        sgd_range(prm, grad, s1, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, n)
-    else:
-        lr_t = adam_lr(hp[0], hp[1], hp[2], step)
-        adam_range(prm, grad, s1, s2, t(lr_t), t(hp[1]), t(hp[2]), t(hp[3]),
-                   t(1.0 - hp[0] * hp[4]), 0, n)
+    lr_t = hp[0] if opt_kind == SGD_KIND else adam_lr(hp[0], hp[1], hp[2], step)
+    step_range(opt_kind, hp, lr_t, prm, grad, s1, s2, prm.shape[0])
     return 0.5 * alpha * sq / wsum
 
 
@@ -386,13 +381,13 @@ def _worker(me, x, labels, targets, sw, orders, batch_size, sizes, w_off, b_off,
     n_epochs, m = orders.shape
     bs = batch_size
     last = m % bs
-    full_v = _views(ws[me], d0, h, d2, bs, bs)
-    last_v = _views(ws[me], d0, h, d2, bs, last)
     wsm = ws[me]
+    full_v = _views(wsm, d0, h, d2, bs, bs)
+    last_v = _views(wsm, d0, h, d2, bs, last)
     # x is transposed when narrow (digits: 64 inputs, 50 units per thread), else the hidden
     # product (784 inputs, 128 units: 164 µs per step instead of 185 µs, float32, one core)
     transpose_x = d0 <= 2 * h
-    cur = _inputs(wsm, lb, tb, wb, d0, bs, 0, 0)
+    cur = _inputs(wsm, lb, tb, wb, d0, bs, 0, 0)  # (typed, empty: replaced by the first load)
     if n_epochs > 0 and m > 0:
         cur = _load_t(x, labels, targets, sw, orders[0], 0, min(bs, m),
                       _inputs(wsm, lb, tb, wb, d0, bs, min(bs, m), 0), transpose_x)

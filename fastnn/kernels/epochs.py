@@ -45,7 +45,7 @@ from fastnn.kernels.epoch import (
     _work_views,
     workspace_size,
 )
-from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
+from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 
 __all__ = ["PAD", "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "half_rows",
            "thread_workspace_size", "train_epochs", "train_epochs_2"]
@@ -93,8 +93,6 @@ def _combined_step(p, g0, g1, a, b, l, opt_kind, hp, lr_t, state1, state2, buf):
     """The optimizer step on ``p`` with the gradient ``a g0 + b g1 + l p``, formed chunk by
     chunk in ``buf`` (so each loop touches at most four arrays and vectorises: with more, LLVM
     gives up its run-time alias checks); returns ``sum(p²)`` of the old values."""
-    t = p.dtype.type
-    sgd = opt_kind == SGD_KIND
     n = p.shape[0]
     sq = 0.0
     for c in range(0, n, _CHUNK):
@@ -106,12 +104,9 @@ def _combined_step(p, g0, g1, a, b, l, opt_kind, hp, lr_t, state1, state2, buf):
             pj = pc[j]
             sq += pj * pj
             gb[j] = a * x0[j] + b * x1[j] + l * pj
-        if sgd:
-            v = _borrow(state1[c:c + k]) if state1.shape[0] > 0 else state1
-            sgd_range(pc, gb, v, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, k)
-        else:
-            adam_range(pc, gb, _borrow(state1[c:c + k]), _borrow(state2[c:c + k]), t(lr_t),
-                       t(hp[1]), t(hp[2]), t(hp[3]), t(1.0 - hp[0] * hp[4]), 0, k)
+        step_range(opt_kind, hp, lr_t, pc, gb,
+                   _borrow(state1[c:c + k]) if state1.shape[0] > 0 else state1,
+                   _borrow(state2[c:c + k]) if state2.shape[0] > 0 else state2, k)
     return sq
 
 

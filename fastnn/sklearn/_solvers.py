@@ -112,7 +112,7 @@ def shuffled_block(sample_idx, rs, epochs):
     A Mersenne Twister ``RandomState`` (scikit-learn's) draws them in compiled code
     (:mod:`fastnn.kernels.mt19937`, the same numbers)."""
     state = rs.get_state(legacy=False)
-    if state["bit_generator"] == "MT19937" and sample_idx.shape[0] < 2 ** 32:
+    if state["bit_generator"] == "MT19937":
         return draw_orders(rs, sample_idx, epochs)
     orders = np.empty((epochs, sample_idx.shape[0]), dtype=np.int64)
     for e in range(epochs):

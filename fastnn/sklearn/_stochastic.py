@@ -36,6 +36,11 @@ BLOCK_SECONDS = 0.25
 _epoch_seconds = {}
 
 
+def _block_epochs(epoch_seconds):
+    """Epochs in a block of about :data:`BLOCK_SECONDS` (at least one)."""
+    return max(1, int(BLOCK_SECONDS / max(epoch_seconds, 1e-9)))
+
+
 class StochasticMixin:
     """``_fit_stochastic`` and its helpers (needs BaseMLP's network_, _engine_targets, ...)."""
 
@@ -128,7 +133,7 @@ class StochasticMixin:
         steps = -(-n_samples // batch_size)
         block = min(4, -(-_engine.TWO_THREADS_MIN_STEPS // steps))
         if key in _epoch_seconds:
-            block = max(block, int(BLOCK_SECONDS / max(_epoch_seconds[key], 1e-9)))
+            block = max(block, _block_epochs(_epoch_seconds[key]))
         while self.n_iter_ < self.max_iter:
             block = min(block, self.max_iter - self.n_iter_)
             rng_state = self._random_state.get_state() if self.shuffle else None
@@ -164,11 +169,10 @@ class StochasticMixin:
                 return
             if stopped:
                 return
-            if len(losses):
-                if len(_epoch_seconds) >= 256:  # (a process fitting many shapes)
-                    _epoch_seconds.clear()
-                _epoch_seconds[key] = elapsed / len(losses)
-            block = max(1, int(BLOCK_SECONDS * len(losses) / max(elapsed, 1e-9)))
+            if len(_epoch_seconds) >= 256:  # (a process fitting many shapes)
+                _epoch_seconds.clear()
+            _epoch_seconds[key] = elapsed / max(1, len(losses))
+            block = _block_epochs(_epoch_seconds[key])
         _warn_max_iter(self.max_iter)
 
     def _epoch(self, X, targets, batch_size, order, sample_weight):
