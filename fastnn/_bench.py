@@ -37,8 +37,7 @@ def _bench_cases(dtype):
     import numpy as np
 
     from fastnn import reference as ref
-    from fastnn.kernels import dense, softmax
-    from fastnn.kernels.activations import IDENTITY, RELU
+    from fastnn.kernels import softmax
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal((4096, 1000)).astype(dtype) * 3
@@ -48,19 +47,6 @@ def _bench_cases(dtype):
     yield ("softmax + cross-entropy fwd+bwd 4096x1000",
            lambda: ref.softmax_cross_entropy(z, labels),
            lambda: softmax.softmax_cross_entropy_labels(z, labels, sw, out), 1)
-    x, w = rng.random((128, 784), dtype=dtype), rng.standard_normal((784, 256)).astype(dtype)
-    b, d = np.zeros(256, dtype), rng.standard_normal((128, 256)).astype(dtype)
-    a, dw, db, dx = np.empty((128, 256), dtype), np.empty_like(w), np.empty_like(b), np.empty_like(x)
-
-    def ref_dense():
-        ref.dense_forward(x, w, b, "relu")
-        ref.dense_backward(x, w, d, None)
-
-    def fast_dense():
-        dense.dense_forward(x, w, b, RELU, a)
-        dense.dense_backward(x, w, d, IDENTITY, dw, db, dx)
-
-    yield "dense fwd+bwd 128x784 -> 256 relu", ref_dense, fast_dense, 1
     for sizes, batch, act in (((2, 3, 2), 4, "logistic"), ((64, 64, 10), 32, "logistic"),
                               ((784, 256, 10), 128, "relu")):
         steps = max(8, 8192 // (batch * max(1, sizes[0] // 64)))

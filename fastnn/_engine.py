@@ -1,74 +1,30 @@
-"""Several epochs in one compiled call, on one or two threads: :func:`run_epochs`.
+"""The Python side of the training engine (:mod:`fastnn.kernels.engine`): :func:`run_epochs`.
 
-:func:`fastnn.train.run_epoch` is one epoch per call.  A small network's epoch is short (digits
-64-100-10: 8 minibatches, ~0.6 ms), so the Python around each call (scikit-learn's
-bookkeeping, ~90 µs) and starting the second thread (~0.1 ms) would cost as much as a fifth of
-it.  :func:`run_epochs` trains a block of epochs in one call and applies scikit-learn's
-end-of-epoch rules (stopping on ``tol``/``n_iter_no_change``, the ``invscaling`` and ``adaptive``
-learning rates) between them inside the kernel (:mod:`fastnn.kernels.epochs`).
+A block of epochs is ONE compiled call: a small network's epoch is short (digits 64-100-10: 8
+minibatches, well under a millisecond), so the Python around each call would otherwise cost a
+large part of it.  scikit-learn's end-of-epoch rules (stopping on ``tol``/``n_iter_no_change``,
+the ``invscaling`` and ``adaptive`` learning rates) run inside the kernel between the epochs of
+a block (:func:`fastnn.kernels.engine.epoch_end`, the one implementation of those rules).
 
-With two or more numba threads and enough work, an epoch runs on two threads in lock step
-(:func:`use_two_threads`): a one-hidden-layer network splits its hidden units (``"units"``,
-:mod:`fastnn.kernels.epoch_units`: only partial logits cross between the cores), other small
-networks split each minibatch's rows (``"rows"``, :mod:`fastnn.kernels.epochs`: the gradients
-cross); otherwise one thread runs the epoch with BLAS threaded inside large products (see
-docs/architecture.md).
+Threads: an epoch runs on the calling thread.  A network whose products are all small runs them
+on one BLAS thread (waking a second one costs more than it saves); a large one lets BLAS thread
+each product.  Many fits use many cores as parallel fits (joblib / Dask), see docs/scale.md.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
+import weakref
 
-import numba
 import numpy as np
 
 from fastnn._aligned import zeros as aligned_zeros
-from fastnn.kernels import epoch as _k1
-from fastnn.kernels import epoch_units as _ku
-from fastnn.kernels import epochs as _k
-from fastnn.kernels.softmax import PARALLEL_MIN_SIZE
+from fastnn.kernels import engine as _k
 
-__all__ = ["run_epochs", "engine_arrays", "split_targets", "use_two_threads", "stop_state"]
+__all__ = ["run_epochs", "stop_state", "loss_marker", "weights_array", "OUT_POISSON"]
 
-#: two threads need at least this many multiply-adds per minibatch (below, one thread's step
-#: is a few µs and the two barriers per step are a large part of it)
-TWO_THREADS_MIN_MACS = 1 << 19
-#: ... at least this many rows per minibatch (half of them per thread) ...
-TWO_THREADS_MIN_ROWS = 16
-#: ... and this many minibatches in the call (starting the second thread costs ~0.1 ms)
-TWO_THREADS_MIN_STEPS = 16
+OUT_POISSON = _k.OUT_POISSON
 
-#: the hidden-unit split needs at least this many hidden units per thread
-UNITS_MIN = 16
-
-_broken = []  # set once when the two prange iterations did not run at the same time
-force = []  # tests: append "one", "rows" or "units" to choose the kernel (pop to undo)
-
-
-def use_two_threads(sizes, batch_size, steps):
-    """How :func:`run_epochs` trains: ``"units"`` (one hidden layer, its units split between
-    two threads), ``"rows"`` (minibatch rows split between two threads) or ``"one"``."""
-    if force:
-        return force[-1]
-    sizes = [int(s) for s in sizes]
-    macs = [batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:])]
-    if _broken or numba.get_num_threads() < 2 or steps < TWO_THREADS_MIN_STEPS \
-            or sum(macs) < TWO_THREADS_MIN_MACS or batch_size * sizes[-1] >= PARALLEL_MIN_SIZE:
-        return "one"
-    one_hidden = len(sizes) == 3 and sizes[1] >= 2 * UNITS_MIN
-    small = max(macs) < _k1.BLAS_SERIAL_MAX  # BLAS would run every product on one thread
-    if small:
-        if batch_size < TWO_THREADS_MIN_ROWS:
-            return "one"
-        # what crosses between the cores each step: the partial logits (units) or every
-        # gradient (rows); digits 64-100-10, batch 200: 2,000 values against 7,510
-        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-        return "units" if one_hidden and batch_size * sizes[-1] <= n_params else "rows"
-    # large products: with more than two threads, BLAS threads them all (the kernels below
-    # use two)
-    if numba.get_num_threads() == 2 and one_hidden:
-        return "units"
-    return "one"
+#: per network: the engine's scratch buffers for the last (batch size, dtype) it trained with
+_buffers_of = weakref.WeakKeyDictionary()
 
 
 def stop_state(tol, n_iter_no_change, best_loss, count, schedule="constant", lr_init=0.0,
@@ -79,107 +35,64 @@ def stop_state(tol, n_iter_no_change, best_loss, count, schedule="constant", lr_
                      samples_seen], dtype=np.float64)
 
 
-def _buffers(net, batch_size, labels, targets, sw, two):
-    key = ("epochs", two, batch_size, labels.shape[0] > 0, targets.shape[0] > 0,
-           sw.shape[0] > 0)
-    bufs = net._workspaces.get(key)
-    if bufs is None:
-        k = net.layer_sizes[-1]
-        p = net.params.shape[0]
-        if two == "units":
-            h = 2 * batch_size  # two input sets: the next minibatch is gathered during a step
-            rows = (2, h)
-            ws = aligned_zeros((2, _ku.unit_workspace_size(net.layer_sizes, batch_size)), net.dtype)
-            q = -(-_ku.packed_size(net.layer_sizes) // _k.PAD) * _k.PAD
-            parts = aligned_zeros((2, 2, _ku.parts_size(net.layer_sizes, batch_size)), net.dtype)
-            grad = (aligned_zeros((2, 5, q), net.dtype), parts)
-        elif two == "rows":
-            h = _k.half_rows(batch_size)
-            rows = (2, h)
-            ws = aligned_zeros((2, _k.thread_workspace_size(net.layer_sizes, batch_size)),
-                               net.dtype)
-            q = -(-p // _k.PAD) * _k.PAD
-            grad = (aligned_zeros((6, q), net.dtype), aligned_zeros((3, q), net.dtype))
-        else:
-            h = batch_size
-            rows = (h,)
-            ws = aligned_zeros(_k1.workspace_size(net.layer_sizes, batch_size, True), net.dtype)
-            grad = aligned_zeros(p, net.dtype)
-        lb = aligned_zeros(rows[:-1] + (h if labels.shape[0] else 0,), np.int64)
-        tb = aligned_zeros(rows[:-1] + (h if targets.shape[0] else 0, k), net.dtype)
-        wb = aligned_zeros(rows[:-1] + (h if sw.shape[0] else 0,), net.dtype)
-        snapshot = aligned_zeros(p, net.dtype)
-        bufs = net._workspaces[key] = (ws, grad, lb, tb, wb, snapshot)
-    return bufs
+def loss_marker(out_kind, targets):
+    """The kernels' ``loss`` argument for output kind ``out_kind`` and these targets (integer
+    labels select the label form of the softmax cross-entropy)."""
+    return _k.loss_marker(out_kind, targets.ndim == 1)
 
 
-def split_targets(net, y):
-    """``(labels, targets)``: int64 labels and an empty ``float[0, k]``, or an empty int64[0]
-    and the float targets — the kernels' two target arguments, from prepared targets ``y``."""
-    if y.ndim == 1:
-        return y, np.zeros((0, net.layer_sizes[-1]), dtype=net.dtype)
-    return np.zeros(0, dtype=np.int64), y
+def weights_array(sample_weight, dtype):
+    """Sample weights as the kernels take them: ``float[n]`` of ``dtype``, or ``float[0]``."""
+    if sample_weight is None:
+        return np.zeros(0, dtype=dtype)
+    return np.ascontiguousarray(sample_weight, dtype=dtype)
 
 
-def engine_arrays(net, y, sample_weight):
-    """``(labels, targets, sw)`` for :func:`run_epochs` from :func:`fastnn.train.prepare_targets`
-    output and sample weights (or None)."""
-    labels, targets = split_targets(
-        net, np.ascontiguousarray(y, dtype=np.int64 if y.ndim == 1 else net.dtype))
-    sw = np.zeros(0, dtype=net.dtype) if sample_weight is None else \
-        np.ascontiguousarray(sample_weight, dtype=net.dtype)
-    return labels, targets, sw
+def _buffers(net, batch_size):
+    key = (batch_size, net.dtype, net.n_params)
+    bufs = _buffers_of.get(net)
+    if bufs is None or bufs[0] != key:
+        p = net.n_params
+        bufs = (key, aligned_zeros(_k.workspace_size(net.layer_sizes, batch_size), net.dtype),
+                aligned_zeros(p, net.dtype), aligned_zeros(p, net.dtype))
+        _buffers_of[net] = bufs
+    return bufs[1:]
 
 
-_workqueue_lock = threading.Lock()
+def one_blas_thread(layer_sizes, batch_size):
+    """Whether every product of a step is small enough to run on one BLAS thread."""
+    sizes = [int(s) for s in layer_sizes]
+    return max(batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:])) < _k.BLAS_SERIAL_MAX
 
 
-def _parallel_region():
-    """numba's ``workqueue`` threading layer (used where no OpenMP or TBB is installed) aborts
-    the process when two Python threads launch parallel regions at the same time: there, the
-    two-thread kernels of concurrent fits run one after the other.  ``omp`` and ``tbb`` take
-    concurrent launches (each caller gets its own threads)."""
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # pragma: no cover - fastnn._jit starts the layer on import
-        layer = None
-    return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
-
-
-def _ran(result, ran):
-    """The result of a two-thread kernel, or None when its two threads did not run at the same
-    time (nothing was trained); then two threads are not tried again in this process, unless
-    numba's pool had a single thread (a forced kernel, in tests)."""
-    if ran:
-        return result
-    if numba.get_num_threads() >= 2:
-        _broken.append(True)
-    return None
-
-
-def run_epochs(net, X, labels, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
-               data_loss_scale=1.0, stop=None, fuse_min=0, out_kind=None):
+def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
+               data_loss_scale=1.0, stop=None, out_kind=None):
     """Train ``net`` for ``len(orders)`` epochs in one compiled call.
 
     Parameters
     ----------
     net : Network; X : float[n, n_in] of ``net.dtype``, C-contiguous (validated by the caller).
-    labels, targets, sw : as :func:`fastnn.kernels.epoch.epoch_steps` (:func:`engine_arrays`).
+    targets : int64[n] class labels (softmax) or float[n, k] of ``net.dtype``
+        (:func:`fastnn.train.prepare_targets`); sw : float[n] of ``net.dtype`` or float[0].
     optimizer : SGD, Adam or AdamW; its ``t`` advances by the steps taken and its ``lr``
         follows the schedule in ``stop``.
-    batch_size : int >= 1; orders : int64[E, m] — the rows of each epoch, in order.
-    alpha : float — L2 coefficient; data_loss_scale : float — as ``run_epoch``.
+    batch_size : int >= 1; orders : int64[E, m] — the rows of each epoch, in order (validated
+        by the caller: every entry in ``[0, n)``).
+    alpha : float — L2 coefficient; data_loss_scale : float — multiplies the data term of the
+        reported loss.
     stop : float64[8] from :func:`stop_state` (updated in place) or None: all E epochs run.
-    fuse_min : int — as ``epoch_steps`` (one thread only).
-    out_kind : int or None — the kernel's output kind (None: the network's own).
+    out_kind : int or None — the output kind trained (None: the network's own).
 
     Returns
     -------
-    (losses, stopped, failed_step, restored) : float64[e] losses of the e completed epochs;
-    True when the rule in ``stop`` ended training; 0, or the 1-based minibatch of epoch
-    ``e + 1`` whose loss was not finite (its update not applied); True when ``net.params``
-    were not finite then and were restored to the start of that epoch.
+    (losses, stopped, failed_step) : float64[e] losses of the e completed epochs; True when the
+    rule in ``stop`` ended training; 0, or the 1-based minibatch of epoch ``e + 1`` at which
+    the loss (or, at the epoch's end, a parameter) was not finite — ``net.params`` are then
+    those of the start of that epoch.
     """
+    # read-only input (e.g. arrays unpickled by a parallel backend) is copied: the kernels take
+    # writeable arrays, so one compiled version serves every caller
+    X, targets, sw = (a if a.flags.writeable else a.copy() for a in (X, targets, sw))
     orders = np.ascontiguousarray(orders, dtype=np.int64)
     n_epochs, m = orders.shape
     batch_size = int(min(batch_size, max(1, m)))
@@ -188,39 +101,14 @@ def run_epochs(net, X, labels, targets, sw, optimizer, *, batch_size, orders, al
     losses = np.zeros(n_epochs)
     s1, s2 = optimizer._buffers(net.params)
     hp = optimizer._hparams()
-    args = (X, labels, targets, sw, orders, batch_size, net._sizes, net._w_off, net._b_off,
-            net._codes, net._out_kind if out_kind is None else int(out_kind), net.params)
-    two = use_two_threads(net.layer_sizes, batch_size, n_epochs * steps_per_epoch)
-    result = None
-    if two == "units":
-        ws, (own, parts), lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets, sw,
-                                                          two)
-        with _parallel_region():
-            *result, ran = _ku.train_epochs_units(
-                *args, optimizer.kind, hp, s1, s2, optimizer.t, float(alpha), own, ws, lb, tb,
-                wb, parts, float(data_loss_scale), stop, losses, snapshot)
-        result = _ran(result, ran)
-    elif two == "rows":
-        ws, (grads, replica), lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets,
-                                                               sw, two)
-        with _parallel_region():
-            *result, ran = _k.train_epochs_2(*args, grads, optimizer.kind, hp, s1, s2,
-                                             optimizer.t, float(alpha), ws, lb, tb, wb,
-                                             float(data_loss_scale), stop, losses, snapshot,
-                                             replica)
-        result = _ran(result, ran)
-    if result is None:
-        ws, grad, lb, tb, wb, snapshot = _buffers(net, batch_size, labels, targets, sw, "one")
-        result = _k.train_epochs(*args, grad, optimizer.kind, hp, s1, s2, optimizer.t,
-                                 float(alpha), int(fuse_min), ws, lb, tb, wb,
-                                 float(data_loss_scale), stop, losses, snapshot)
-    epochs, steps, finite, stopped = result
+    ws, grad, snapshot = _buffers(net, batch_size)
+    kind = net.out_kind if out_kind is None else int(out_kind)
+    epochs, steps, finite, stopped = _k.train_epochs(
+        (X, targets, sw), loss_marker(kind, targets), orders, batch_size, net.tables, net.params,
+        grad, (optimizer.kind, hp, s1, s2), optimizer.t, float(alpha), ws,
+        float(data_loss_scale), stop, losses, snapshot,
+        one_blas_thread(net.layer_sizes, batch_size))
     optimizer.t += steps
     optimizer.lr = float(hp[0])
-    failed, restored = 0, False
-    if not finite:
-        failed = steps - epochs * steps_per_epoch + 1
-        restored = not np.isfinite(net.params).all()
-        if restored:
-            net.params[...] = snapshot
-    return losses[:epochs], bool(stopped), failed, restored
+    failed = 0 if finite else min(steps_per_epoch, max(1, steps - epochs * steps_per_epoch + 1))
+    return losses[:epochs], bool(stopped), failed

@@ -18,19 +18,7 @@ import os
 import warnings
 from pathlib import Path
 
-# numba's OpenMP threading layer spins idle threads by default; on a shared or busy machine a
-# spinning pool made each parallel kernel call cost milliseconds (measured: 1024x100 softmax
-# 45 us -> 8-12 ms).  Passive waiting costs microseconds at most.  A user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402  (after the environment is set)
-from numba.np.ufunc.parallel import _launch_threads  # noqa: E402
-
-# numba #8578: a cached kernel that calls a parallel=True kernel (the fused losses) segfaults
-# when it is loaded from the cache in a process whose threading layer is not started yet (only
-# parallel=True functions start it on cache load).  Start it once, when the first kernel module
-# is imported (~40 ms).
-_launch_threads()
+import numba
 
 __all__ = ["FASTMATH", "jit", "CacheFallbackWarning"]
 
@@ -68,12 +56,13 @@ def _stamp_cache(dispatcher):
     return dispatcher
 
 
-def jit(fn=None, *, parallel: bool = False, cache: bool = True, **options):
-    """``numba.njit`` with fastnn's options; usable as ``@jit`` or ``@jit(parallel=True)``."""
+def jit(fn=None, *, cache: bool = True, **options):
+    """``numba.njit`` with fastnn's options; usable as ``@jit`` or ``@jit(option=value)``.
+    No kernel is ``parallel``: fastnn runs no thread pool of its own (docs/architecture.md)."""
 
     def decorate(f):
         global _warned
-        opts = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH), parallel=parallel)
+        opts = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH))
         opts.update(options)
         if cache:
             try:

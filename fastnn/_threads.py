@@ -1,11 +1,10 @@
 """Thread control: numba's pool and the BLAS the kernels call, set together.
 
-By default both use every core.  :func:`set_num_threads` sets numba's pool (``prange`` loops)
-and, through threadpoolctl, every BLAS loaded in the process (scipy's OpenBLAS, which numba's
-``np.dot`` calls, and NumPy's).  A threaded BLAS is never called inside ``prange``: the two
-two-thread epoch kernels (:mod:`fastnn._engine`) set BLAS to one thread for their call, so each
-of their two threads calls a one-thread BLAS — ``n`` threads are never oversubscribed.  Same
-seed and same thread count give identical weights.
+By default BLAS uses every core.  :func:`set_num_threads` sets, through threadpoolctl, every
+BLAS loaded in the process (scipy's OpenBLAS, which numba's
+``np.dot`` calls, and NumPy's).  A training epoch runs on the calling thread, with BLAS threaded
+inside large products only (:mod:`fastnn._engine`); a threaded BLAS is never called inside
+``prange``.  Same seed and same thread count give identical weights.
 """
 from __future__ import annotations
 
@@ -68,7 +67,7 @@ def blas_thread_functions():
 
     Setting the count is a store of one global int in OpenBLAS when it does not exceed the
     threads already created, so the epoch kernel can cap BLAS at one thread around a small
-    product and restore it (:mod:`fastnn.kernels.epoch`).  Without OpenBLAS (another BLAS
+    product and restore it (:mod:`fastnn.kernels.engine`).  Without OpenBLAS (another BLAS
     vendor) the fallbacks make ``get`` return 0, which the kernels read as "leave BLAS alone".
     """
     import ctypes

@@ -44,8 +44,8 @@ def check_gradients(net, X, y, eps=1e-6, alpha=0.0, sample_weight=None, max_chec
     for l in range(net.n_layers):
         layer = {}
         for name, offsets, size in (
-            ("W", ref._w_off, ref.layer_sizes[l] * ref.layer_sizes[l + 1]),
-            ("b", ref._b_off, ref.layer_sizes[l + 1]),
+            ("W", ref.tables[1], ref.layer_sizes[l] * ref.layer_sizes[l + 1]),
+            ("b", ref.tables[2], ref.layer_sizes[l + 1]),
         ):
             idx = np.arange(size)
             if max_checks is not None and size > max_checks:

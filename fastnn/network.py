@@ -6,8 +6,9 @@ import numbers
 import numpy as np
 
 from fastnn._aligned import zeros as aligned_zeros
-from fastnn.kernels import epoch as _k
+from fastnn.kernels import engine as _k
 
+from fastnn._checks import all_finite, check_input  # noqa: F401  (all_finite: public here)
 from fastnn.kernels.activations import ACTIVATIONS, IDENTITY
 
 __all__ = ["Network", "OUTPUTS"]
@@ -37,30 +38,6 @@ def _random_state(seed):
     if isinstance(seed, (np.random.RandomState, np.random.Generator)):
         return seed
     raise TypeError(f"seed must be None, an int, a numpy RandomState or Generator, got {seed!r}")
-
-
-def _check_input(X, n_features, name="X"):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features but the network expects {n_features}")
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
-    return X
-
-
-def _as_input(X, n_features, dtype, name="X"):
-    return np.ascontiguousarray(_check_input(X, n_features, name), dtype=dtype)
-
-
-def all_finite(a, rows=1 << 14):
-    """``np.isfinite(a).all()`` without an ``a``-sized boolean temporary."""
-    if a.dtype.kind != "f":
-        return True
-    if a.ndim == 0:
-        return bool(np.isfinite(a))
-    return all(np.isfinite(a[i:i + rows]).all() for i in range(0, max(a.shape[0], 1), rows))
 
 
 class Network:
@@ -95,6 +72,12 @@ class Network:
     params : float[p] — all parameters: ``W[0], b[0], W[1], b[1], ...``.
     weights, biases : lists of views into ``params`` (``W[l]`` is C-contiguous
         ``n_in x n_out``); writing into them writes into ``params``.
+    tables : tuple of four int64 arrays — ``(sizes, w_off, b_off, codes)``: the layout the
+        kernels read (:mod:`fastnn.kernels.engine`): layer widths, the offsets of ``W[l]`` and
+        ``b[l]`` in ``params`` and each layer's activation code.
+    out_kind : int — the engine's output kind (``OUTPUTS[output]``).
+    scratch : dict — buffers that the training and streaming code reuse across calls (never
+        part of the model: not saved, not copied).
     """
 
     def __init__(self, layer_sizes, activation="relu", output="softmax", dtype="float32",
@@ -154,21 +137,18 @@ class Network:
             off += sizes[l] * sizes[l + 1]
             b_off.append(off)
             off += sizes[l + 1]
-        self._sizes = np.array(sizes, dtype=np.int64)
-        self._w_off = np.array(w_off, dtype=np.int64)
-        self._b_off = np.array(b_off, dtype=np.int64)
-        self._codes = np.array([ACTIVATIONS[a] for a in self.activations] + [IDENTITY],
-                               dtype=np.int64)
-        self._out_kind = OUTPUTS[self.output]
+        codes = [ACTIVATIONS[a] for a in self.activations] + [IDENTITY]
+        self.tables = tuple(np.array(t, dtype=np.int64) for t in (sizes, w_off, b_off, codes))
+        self.out_kind = OUTPUTS[self.output]
         self.params = aligned_zeros(off, self.dtype)  # (cache-line aligned: fastnn._aligned)
         self._make_views()
-        self._workspaces = {}
+        self.scratch = {}
 
     def _make_views(self):
         sizes, p = self.layer_sizes, self.params
         self.weights = [p[o:o + sizes[l] * sizes[l + 1]].reshape(sizes[l], sizes[l + 1])
-                        for l, o in enumerate(self._w_off)]
-        self.biases = [p[o:o + sizes[l + 1]] for l, o in enumerate(self._b_off)]
+                        for l, o in enumerate(self.tables[1])]
+        self.biases = [p[o:o + sizes[l + 1]] for l, o in enumerate(self.tables[2])]
 
     def _init_params(self, rng):
         for l in range(self.n_layers):
@@ -191,7 +171,7 @@ class Network:
         Returns ``float[n, layer_sizes[-1]]`` of :attr:`dtype`.  Rows are processed in bounded
         chunks (also the dtype conversion), so no temporary grows with ``n``.
         """
-        return self._outputs(X, self._out_kind)
+        return self._outputs(X, self.out_kind)
 
     def logits(self, X):
         """Output-layer pre-activations ``z = a_{L-1} @ W[-1] + b[-1]`` (before the softmax /
@@ -209,19 +189,20 @@ class Network:
 
         if stream.is_out_of_core(X):  # a memmap: read block by block into one buffer
             return stream.forward(self, X, fn=lambda block: self._outputs(block, out_kind))
-        X = _check_input(X, self.layer_sizes[0])
+        X = check_input(X, self.layer_sizes[0])
         n = X.shape[0]
         hidden = max(1, sum(self.layer_sizes[1:-1]))
         chunk = max(1, min(n, max(256, _FORWARD_ELEMENTS // hidden)))
         # per call (bounded by the chunk): concurrent calls from several threads stay safe
-        ws = np.empty(_k.workspace_size(self.layer_sizes, chunk, False), dtype=self.dtype)
+        ws = np.empty(_k.workspace_size(self.layer_sizes, chunk), dtype=self.dtype)
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
-        ready = X.dtype == self.dtype and X.flags.c_contiguous
+        # (read-only input is converted in chunks too: the kernels take writeable arrays only,
+        # so that one compiled version serves every caller)
+        ready = X.dtype == self.dtype and X.flags.c_contiguous and X.flags.writeable
         step = max(n, 1) if ready else max(chunk, 1 << 14)
         for i in range(0, n, step):
-            xi = X[i:i + step] if ready else np.ascontiguousarray(X[i:i + step], dtype=self.dtype)
-            _k.network_forward(xi, self._sizes, self._w_off, self._b_off, self._codes,
-                               out_kind, self.params, ws, chunk, out[i:i + step])
+            xi = X[i:i + step] if ready else np.array(X[i:i + step], dtype=self.dtype, order="C")
+            _k.forward(xi, self.tables, out_kind, self.params, ws, chunk, out[i:i + step])
         return out
 
     def predict_proba(self, X):
@@ -256,21 +237,29 @@ class Network:
         (loss, grad) : float and float[p] (a new array shaped like :attr:`params`).
         """
         from fastnn import stream
-        from fastnn.train import _prepare_inputs
+        from fastnn._checks import prepare_inputs
 
         if stream.is_out_of_core(X):  # a memmap: summed block by block, never copied whole
             return stream.loss_and_grad(self, X, y, alpha, sample_weight)
-        X, labels, targets, sw = _prepare_inputs(self, X, y, sample_weight, alpha)
+        X, targets, sw = prepare_inputs(self, X, y, sample_weight, alpha)
         grad = np.empty_like(self.params)
-        data, l2 = self._loss_grad(X, labels, targets, sw, alpha, grad)
+        data, l2 = self.loss_grad_into(X, targets, sw, alpha, grad)
         return data + l2, grad
 
-    def _loss_grad(self, X, labels, targets, sw, alpha, grad):
+    def loss_grad_into(self, X, targets, sw, alpha, grad, out_kind=None):
+        """``(data_loss, l2_loss)`` of :meth:`loss_and_grad` with the gradient written into
+        ``grad``, on inputs already in the kernels' form (no validation): ``X`` C-contiguous
+        writeable ``float[n, n_in]`` of :attr:`dtype`, ``targets`` from
+        :func:`fastnn.train.prepare_targets`, ``sw`` ``float[n]`` or ``float[0]``; ``out_kind``
+        (an engine output kind) overrides the network's loss.  For solvers that evaluate the
+        objective many times (L-BFGS)."""
+        from fastnn._engine import loss_marker
+
+        kind = self.out_kind if out_kind is None else out_kind
         # per call: it grows with n, so it is not kept on the network after the call
-        ws = np.empty(_k.workspace_size(self.layer_sizes, X.shape[0], False), dtype=self.dtype)
-        return _k.network_loss_grad(X, labels, targets, sw, self._sizes, self._w_off,
-                                    self._b_off, self._codes, self._out_kind, self.params,
-                                    float(alpha), ws, grad)
+        ws = np.empty(_k.workspace_size(self.layer_sizes, X.shape[0]), dtype=self.dtype)
+        return _k.loss_grad((X, targets, sw), loss_marker(kind, targets), self.tables, self.params,
+                            float(alpha), ws, grad)
 
     # ------------------------------------------------------------------ misc
     def copy(self):

@@ -123,10 +123,10 @@ def _buffer(net, key, rows, cols):
     """A ``net.dtype[rows, cols]`` buffer cached on the network: allocated once and reused (a
     cached buffer with more rows is sliced; training and prediction share it)."""
     full = ("stream", key, cols)
-    buf = net._workspaces.get(full)
+    buf = net.scratch.get(full)
     if buf is None or buf.shape[0] < rows or buf.dtype != net.dtype:
-        buf = net._workspaces[full] = None  # free the old buffer before allocating the new one
-        buf = net._workspaces[full] = np.empty((rows, cols), dtype=net.dtype)
+        buf = net.scratch[full] = None  # free the old buffer before allocating the new one
+        buf = net.scratch[full] = np.empty((rows, cols), dtype=net.dtype)
     return buf[:rows]
 
 
@@ -191,10 +191,10 @@ def prepare_inputs(net, X, y, sample_weight=None, alpha=0.0, block_bytes=None, x
     engine's form (:func:`fastnn.train.prepare_targets`) when it is in memory, or the memmap itself
     (validated block by block here, converted block by block while training); ``sw`` is a
     C-contiguous ``float[n]`` of ``net.dtype`` or an empty ``float[0]`` (as
-    :func:`fastnn.train._prepare_inputs`).  Raises ``ValueError``/``TypeError`` naming the
+    :func:`fastnn._checks.prepare_inputs`).  Raises ``ValueError``/``TypeError`` naming the
     argument, as the in-memory path does.
     """
-    from fastnn.train import _prepare_weights, prepare_targets
+    from fastnn._checks import prepare_targets, prepare_weights
 
     if not isinstance(X, (np.ndarray, RowSubset)):
         X = np.asarray(X)
@@ -222,7 +222,7 @@ def prepare_inputs(net, X, y, sample_weight=None, alpha=0.0, block_bytes=None, x
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0 \
             or not np.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    sw = _prepare_weights(sample_weight, n, net.dtype)
+    sw = prepare_weights(sample_weight, n, net.dtype)
     _check_block_bytes(block_bytes)
     return X, t, sw
 
@@ -306,7 +306,7 @@ def loss_and_grad(net, X, y, alpha=0.0, sample_weight=None, block_bytes=None):
         for l, w in enumerate(net.weights):
             flat = w.ravel()
             l2 += float(np.dot(flat, flat))
-            off = int(net._w_off[l])
+            off = int(net.tables[1][l])
             grad[off:off + flat.shape[0]] += alpha * flat
     grad /= total_w
     return data / total_w + 0.5 * alpha * l2 / total_w, grad.astype(net.dtype)
@@ -365,7 +365,7 @@ def forward(net, X, out=None, block_bytes=None, fn=None):
     fn = net.forward if fn is None else fn
     # the training buffer, when it has this size; a buffer of its own for a call made while
     # another thread predicts with the same network (the kernels release the GIL)
-    lock = net._workspaces.setdefault(("stream", "lock"), threading.Lock())
+    lock = net.scratch.setdefault(("stream", "lock"), threading.Lock())
     if not lock.acquire(blocking=False):
         return map_blocks(fn, X, out, dtype=net.dtype,
                           buf=np.empty((rows, X.shape[1]), dtype=net.dtype))

@@ -14,16 +14,12 @@ import time
 import numpy as np
 
 from fastnn import _engine
-from fastnn.kernels import epoch as _k
-from fastnn.kernels.dense import SMALL_BACKWARD
+from fastnn._checks import check_int, prepare_inputs, prepare_targets  # noqa: F401 (public)
 from fastnn.optim import _Optimizer, make_schedule
 
 __all__ = ["fit", "run_epoch", "prepare_targets", "History", "NonFiniteLossError"]
 
 
-#: layers with more multiply-adds than this fold plain/momentum SGD into the weight GEMM:
-#: the threshold at which the dense kernels switch from loops to BLAS
-_FUSE_MIN = SMALL_BACKWARD
 #: progress-bar updates per epoch in fit(verbose=True)
 _BAR_UPDATES = 10
 
@@ -76,89 +72,6 @@ class History:
         return f"History(epochs={self.epochs}{last})"
 
 
-# --------------------------------------------------------------------------- validation
-def _check_finite(a, name):
-    from fastnn.network import all_finite
-
-    if not all_finite(a):
-        raise ValueError(f"{name} contains NaN or infinity")
-
-
-def prepare_targets(net, y, name="y"):
-    """Targets in the engine's form: ``int64[n]`` labels (softmax; probability rows
-    ``float[n, k]`` also allowed) or C-contiguous ``float[n, k]`` of ``net.dtype``
-    (sigmoid, identity; a 1-D ``y`` is accepted when ``k == 1``).  Validates values."""
-    y = np.asarray(y)
-    k = net.layer_sizes[-1]
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold numbers, got dtype {y.dtype}")
-    if net.output == "softmax" and y.ndim == 1:
-        _check_finite(y, name)
-        if y.dtype.kind == "f" and not np.array_equal(y, np.floor(y)):
-            raise ValueError(f"{name} must hold integer class labels for a softmax output")
-        if y.size and (y.min() < 0 or y.max() >= k):
-            raise ValueError(f"{name} has labels out of range: they must be in [0, {k - 1}] for "
-                             f"{k} outputs, got min {y.min()} and max {y.max()}")
-        return np.ascontiguousarray(y, dtype=np.int64)
-    if y.ndim == 1 and k == 1:
-        y = y.reshape(-1, 1)
-    if y.ndim != 2 or y.shape[1] != k:
-        want = "labels int[n] or probability rows" if net.output == "softmax" else "values"
-        raise ValueError(f"{name} must have shape (n_samples, {k}) ({want}), got {y.shape}")
-    y = _cast(y, net.dtype)
-    _check_finite(y, name)
-    if net.output == "softmax":  # the fused gradient p - y needs rows summing to 1
-        from fastnn.functional import _probabilities
-
-        _probabilities(y, y, name)
-    elif net.output == "sigmoid" and y.size and (y.min() < 0 or y.max() > 1):
-        raise ValueError(f"{name} must lie in [0, 1] for a {net.output} output")
-    return y
-
-
-def _cast(a, dtype):
-    """``a`` as C-contiguous ``dtype``; values out of its range become inf (no warning), for
-    the finite check that follows."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _prepare_inputs(net, X, y, sample_weight, alpha, xname="X", yname="y"):
-    """Validated (X, labels, targets, sw) ready for the kernels."""
-    from fastnn.network import _check_input
-
-    X = _cast(_check_input(X, net.layer_sizes[0], xname), net.dtype)
-    _check_finite(X, xname)  # after the cast: a float64 1e39 is inf in a float32 network
-    t = prepare_targets(net, y, yname)
-    if t.shape[0] != X.shape[0]:
-        raise ValueError(f"{xname} has {X.shape[0]} rows but {yname} has {t.shape[0]}")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0 \
-            or not np.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    sw = _prepare_weights(sample_weight, X.shape[0], net.dtype)
-    labels, targets = _engine.split_targets(net, t)
-    return X, labels, targets, sw
-
-
-def _prepare_weights(sample_weight, n, dtype):
-    if sample_weight is None:
-        return np.zeros(0, dtype=dtype)
-    sw = np.asarray(sample_weight)
-    if sw.dtype.kind not in "biuf" or sw.shape != (n,):
-        raise ValueError(f"sample_weight must be a 1-D array of {n} numbers, got shape {sw.shape}")
-    sw = _cast(sw, dtype)
-    _check_finite(sw, "sample_weight")
-    if sw.size and (sw.min() < 0 or sw.sum() <= 0):
-        raise ValueError("sample_weight must be >= 0 with a positive sum")
-    return sw
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- one epoch
 def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weight=None,
               data_loss_scale=1.0, _output=None):
@@ -186,8 +99,8 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     Raises
     ------
     NonFiniteLossError
-        when a minibatch loss is NaN/inf: that update is not applied; ``net.params`` keep the
-        last finite weights (restored to the start of the epoch if they are non-finite too).
+        when a minibatch loss (or a parameter after the epoch) is NaN/inf: ``net.params`` are
+        restored to those of the start of the epoch.
     """
     if X.dtype != net.dtype or not X.flags.c_contiguous or X.ndim != 2:
         raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
@@ -195,23 +108,30 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     if y.ndim != 2 and not (y.ndim == 1 and net.output == "softmax"):
         raise TypeError(f"y must come from prepare_targets: float[n, {net.layer_sizes[-1]}] for "
                         f"a {net.output} output, got shape {y.shape}")
-    out_kind = net._out_kind
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    out_kind = None
     if _output is not None:
         if _output != "exp" or net.output != "identity":
             raise ValueError(f"_output must be None or 'exp' with an identity-output network, "
                              f"got _output={_output!r} for a {net.output} output")
-        out_kind = _k.OUT_POISSON
-    labels, targets, sw = _engine.engine_arrays(net, y, sample_weight)
+        out_kind = _engine.OUT_POISSON
     order = np.ascontiguousarray(order, dtype=np.int64)
-    losses, _, failed, restored = _engine.run_epochs(
-        net, X, labels, targets, sw, optimizer, batch_size=batch_size, orders=order[None],
-        alpha=alpha, data_loss_scale=data_loss_scale, fuse_min=_FUSE_MIN, out_kind=out_kind)
+    if order.ndim != 1:
+        raise ValueError(f"order must be a 1-D array of row indices, got shape {order.shape}")
+    if order.size and (order.min() < 0 or order.max() >= X.shape[0]):
+        raise ValueError(f"order must hold row indices in [0, {X.shape[0]}), got min "
+                         f"{order.min()} and max {order.max()}")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    sw = _engine.weights_array(sample_weight, net.dtype)
+    losses, _, failed = _engine.run_epochs(
+        net, X, y, sw, optimizer, batch_size=batch_size, orders=order[None], alpha=alpha,
+        data_loss_scale=data_loss_scale, out_kind=out_kind)
     if failed:
         raise NonFiniteLossError(
             f"the training loss became NaN or infinite at minibatch {failed} of the epoch "
-            f"(learning rate {optimizer.lr:g}); the network keeps the last finite weights"
-            + (" (those of the start of the epoch)" if restored else "")
-            + ". Lower the learning rate or scale the inputs.")
+            f"(learning rate {optimizer.lr:g}); the network keeps the weights of the start of "
+            "the epoch. Lower the learning rate or scale the inputs.")
     return float(losses[0])
 
 
@@ -289,8 +209,8 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         raise TypeError(f"net must be a fastnn.Network, got {type(net).__name__}")
     if not isinstance(optimizer, _Optimizer):
         raise TypeError(f"optimizer must be fastnn.SGD, Adam or AdamW, got {optimizer!r}")
-    epochs = _check_int(epochs, "epochs", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    epochs = check_int(epochs, "epochs", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     from fastnn import stream
 
     blocked = block_bytes is not None or stream.is_out_of_core(X)
@@ -298,8 +218,7 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         X, y_eng, sw = stream.prepare_inputs(net, X, y, sample_weight, alpha,
                                              block_bytes=block_bytes)
     else:
-        X, labels, targets, sw = _prepare_inputs(net, X, y, sample_weight, alpha)
-        y_eng = labels if labels.shape[0] else targets
+        X, y_eng, sw = prepare_inputs(net, X, y, sample_weight, alpha)
     sw = sw if sample_weight is not None else None
     if X.shape[0] == 0:
         raise ValueError("X must have at least one row")
@@ -307,9 +226,11 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a tuple (X_val, y_val)")
-        Xv, lv, tv, _ = _prepare_inputs(net, validation_data[0], validation_data[1], None, 0.0,
-                                        "validation_data[0]", "validation_data[1]")
-        val = (Xv, lv if lv.shape[0] else tv)  # the targets prepare_targets gave, not redone
+        Xv, yv, _ = prepare_inputs(net, validation_data[0], validation_data[1], None, 0.0,
+                                   "validation_data[0]", "validation_data[1]")
+        if Xv.shape[0] == 0:
+            raise ValueError("validation_data[0] must have at least one row")
+        val = (Xv, yv)  # the targets prepare_targets gave, not redone
     fns = [_callback_fn(cb) for cb in (callbacks or [])]
     schedule = make_schedule(lr_schedule, power_t)
     schedule.start(optimizer)

@@ -135,38 +135,6 @@ def _engine_kernels(dtype, rng, step):
             Adam(1e-3).step(net.params, np.zeros_like(net.params))
 
         step(f"epoch+forward ({output}/{kind})", epoch)
-    step("two-thread epochs", lambda: _two_threads(dtype, rng))
-    step("epoch shuffles", _shuffles)
-
-
-def _shuffles():
-    """The estimators' compiled epoch shuffles (dtype-independent: loaded again per dtype)."""
-    from fastnn.kernels.mt19937 import draw_orders
-
-    draw_orders(np.random.RandomState(0), np.arange(5), 2)
-
-
-def _two_threads(dtype, rng):
-    """The two-thread epoch kernels (:mod:`fastnn._engine`), where numba has two threads."""
-    import numba
-
-    from fastnn import _engine
-    from fastnn.network import Network
-    from fastnn.optim import Adam
-    from fastnn.train import run_epoch
-
-    if numba.get_num_threads() < 2:
-        return
-    n, d, k = 13, 3, 2
-    X = rng.normal(size=(n, d)).astype(dtype)
-    y = _targets("labels", n, k, dtype, rng)
-    for mode, hidden in (("rows", 4), ("units", 2 * _engine.UNITS_MIN)):
-        net = Network([d, hidden, k], activation="relu", dtype=dtype, seed=0)
-        _engine.force.append(mode)
-        try:
-            run_epoch(net, X, y, Adam(1e-3), batch_size=4, order=np.arange(n))
-        finally:
-            _engine.force.pop()
 
 
 def _functional(dtype, rng):

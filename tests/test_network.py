@@ -231,7 +231,7 @@ def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
 
     def wrong(self, *a, **k):
         loss, g = orig(self, *a, **k)
-        g[self._b_off[1]] += 0.1
+        g[self.tables[2][1]] += 0.1
         return loss, g
     monkeypatch.setattr(Network, "loss_and_grad", wrong)
     bad = fastnn.check_gradients(net, X, y)
@@ -273,7 +273,7 @@ def test_loss_and_grad_keeps_no_dataset_sized_workspace():
     X, y = _data(net, 5000)
     loss, grad = net.loss_and_grad(X, y)
     assert np.isfinite(loss) and grad.shape == net.params.shape
-    held = [a for v in net._workspaces.values()
+    held = [a for v in net.scratch.values()
             for a in (v if isinstance(v, tuple) else (v,)) if isinstance(a, np.ndarray)]
     assert sum(a.size for a in held) < X.shape[0]
     np.testing.assert_array_equal(net.loss_and_grad(X, y)[1], grad)  # same result again

@@ -5,7 +5,6 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 
 import fastnn
 from fastnn import reference as ref
-from fastnn.kernels.optim import PARALLEL_MIN
 
 
 def _run(opt, ref_opt, n, dtype, steps=3, seed=0):
@@ -20,7 +19,7 @@ def _run(opt, ref_opt, n, dtype, steps=3, seed=0):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n", [37, PARALLEL_MIN + 5])
+@pytest.mark.parametrize("n", [37, (1 << 17) + 5])
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
 def test_sgd_matches_scikit_learn(momentum, nesterov, n, dtype):
     opt = fastnn.SGD(lr=0.05, momentum=momentum, nesterov=nesterov)
@@ -40,7 +39,7 @@ def test_sgd_matches_scikit_learn(momentum, nesterov, n, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n", [37, PARALLEL_MIN + 5])
+@pytest.mark.parametrize("n", [37, (1 << 17) + 5])
 def test_adam_matches_scikit_learn(n, dtype):
     opt = fastnn.Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-7)
     sk = None

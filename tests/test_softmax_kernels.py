@@ -12,7 +12,7 @@ ATOL = {np.float32: 1e-37, np.float64: 1e-306}
 # log-probabilities near 0 (a dominant class) carry the absolute rounding error of log(sum exp),
 # a few eps in either implementation, so they are compared with an absolute tolerance too.
 LOG_ATOL = {np.float32: 2e-6, np.float64: 4e-15}
-# 1x1, 1xn, nx1, small, and two sizes above PARALLEL_MIN_SIZE (the prange path).
+# 1x1, 1xn, nx1, small, and two large shapes.
 SHAPES = [(1, 1), (1, 17), (23, 1), (7, 3), (64, 10), (2100, 130), (8000, 37)]
 
 
@@ -40,10 +40,6 @@ def make(shape, dtype, seed=0, scale=3.0):
 
 def unweighted(dtype):
     return np.empty(0, dtype=dtype)
-
-
-def test_parallel_shapes_are_above_the_threshold():
-    assert 2100 * 130 >= K.PARALLEL_MIN_SIZE and 8000 * 37 >= K.PARALLEL_MIN_SIZE
 
 
 # --------------------------------------------------------------------------- vs reference

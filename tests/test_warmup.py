@@ -21,7 +21,6 @@ def test_warmup_covers_both_dtypes_and_every_output(capsys):
         for output, kind in W._OUTPUTS:
             assert (f"epoch+forward ({output}/{kind})", dtype) in names
         assert ("functional (softmax, losses)", dtype) in names
-        assert ("epoch shuffles", dtype) in names
     assert report.seconds >= sum(s for _, _, s in report.steps) > 0
     # every kernel this process used came from the cache or was compiled now (and is cached now)
     assert report.compiled + report.loaded > 0 or all(
@@ -41,16 +40,12 @@ def test_a_second_warmup_compiles_nothing():
 
 
 def test_warmup_compiled_the_epoch_kernels_for_both_dtypes():
-    import numba
-
-    from fastnn.kernels import epoch_units, epochs
+    from fastnn.kernels import engine
 
     fastnn.warmup()
-    kernels = [epochs.train_epochs]
-    if numba.get_num_threads() >= 2:
-        kernels += [epochs.train_epochs_2, epoch_units.train_epochs_units]
-    for kernel in kernels:
-        dtypes = {sig[0].dtype.name for sig in kernel.signatures}
+    for kernel, params_arg in ((engine.train_epochs, 5), (engine.loss_grad, 3),
+                               (engine.forward, 3)):
+        dtypes = {sig[params_arg].dtype.name for sig in kernel.signatures}
         assert {"float32", "float64"} <= dtypes, kernel
 
 

@@ -151,3 +151,15 @@ def _gemm_call(transa, transb, alpha, a, b, beta, c):
     # Column-major view: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m); ld = row length.
     _xgemm(_T if transb else _N, _T if transa else _N, n, m, k, alpha,
            b, max(b.shape[1], 1), a, max(a.shape[1], 1), beta, c, max(n, 1))
+
+
+@jit
+def gemm_flat(transa, transb, m, n, k, alpha, a, ao, lda, b, bo, ldb, beta, c, co, ldc):
+    """``C = alpha op(A) op(B) + beta C`` on flat row-major buffers: ``C`` (``m x n``) at
+    ``c[co:]`` with row stride ``ldc``; ``op(A)`` is ``m x k``, ``A`` stored at ``a[ao:]`` with
+    row stride ``lda`` (``A`` is ``k x m`` when ``transa``); the same for ``B``."""
+    if m == 0 or n == 0:
+        return
+    # Column-major view: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m)
+    _xgemm(_T if transb else _N, _T if transa else _N, n, m, k, alpha,
+           b[bo:], max(ldb, 1), a[ao:], max(lda, 1), beta, c[co:], max(ldc, 1))

@@ -12,27 +12,21 @@ so one loop updates the whole network.  The rules are exactly scikit-learn's
   parameter).
 
 Scalars are cast to the buffers' dtype once, so float32 buffers are updated in float32 SIMD.
-Above :data:`PARALLEL_MIN` elements the loop is split over numba's threads (elementwise, so the
-result does not depend on the thread count).
 """
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from fastnn._jit import jit
 
-__all__ = ["SGD_KIND", "ADAM_KIND", "PARALLEL_MIN", "sgd_range", "adam_range", "step_range",
+__all__ = ["SGD_KIND", "ADAM_KIND", "sgd_range", "adam_range", "step_range",
            "sgd_update",
            "adam_update", "adam_lr", "optimizer_step"]
 
 SGD_KIND = 0
 ADAM_KIND = 1
-#: below this many parameters a thread launch (~2 µs) costs more than the update itself
-PARALLEL_MIN = 1 << 17
-_CHUNK = 1 << 14
 
 
 @jit
@@ -66,7 +60,7 @@ def adam_range(params, grad, m, v, lr_t, beta1, beta2, eps, decay, lo, hi):
         params[i] = params[i] * decay - lr_t * mi / (np.sqrt(vi) + eps)
 
 
-@jit(inline="always")  # (inlined: per-layer call overhead shows on tiny networks)
+@jit
 def step_range(kind, hp, lr_t, params, grad, state1, state2, n):
     """The serial step of optimizer ``kind`` on ``params[:n]``: :func:`sgd_range` or
     :func:`adam_range` with the scalars of ``hp`` (as :func:`optimizer_step`) cast to the
@@ -79,22 +73,6 @@ def step_range(kind, hp, lr_t, params, grad, state1, state2, n):
     else:
         adam_range(params, grad, state1, state2, t(lr_t), t(hp[1]), t(hp[2]), t(hp[3]),
                    t(1.0 - hp[0] * hp[4]), 0, n)
-
-
-@jit(parallel=True)
-def _sgd_parallel(params, grad, velocity, lr, momentum, nesterov):
-    n = params.shape[0]
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(nchunks):
-        sgd_range(params, grad, velocity, lr, momentum, nesterov, c * _CHUNK, min(n, (c + 1) * _CHUNK))
-
-
-@jit(parallel=True)
-def _adam_parallel(params, grad, m, v, lr_t, beta1, beta2, eps, decay):
-    n = params.shape[0]
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(nchunks):
-        adam_range(params, grad, m, v, lr_t, beta1, beta2, eps, decay, c * _CHUNK, min(n, (c + 1) * _CHUNK))
 
 
 @jit
@@ -111,11 +89,7 @@ def sgd_update(params, grad, velocity, lr, momentum, nesterov):
     """
     t = params.dtype.type
     lr_, mu = t(lr), t(momentum)
-    n = params.shape[0]
-    if n >= PARALLEL_MIN:
-        _sgd_parallel(params, grad, velocity, lr_, mu, nesterov)
-    else:
-        sgd_range(params, grad, velocity, lr_, mu, nesterov, 0, n)
+    sgd_range(params, grad, velocity, lr_, mu, nesterov, 0, params.shape[0])
 
 
 @jit
@@ -140,16 +114,12 @@ def adam_update(params, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
     t = params.dtype.type
     lr_t, b1, b2 = t(adam_lr(lr, beta1, beta2, step)), t(beta1), t(beta2)
     e, decay = t(eps), t(1.0 - lr * weight_decay)
-    n = params.shape[0]
-    if n >= PARALLEL_MIN:
-        _adam_parallel(params, grad, m, v, lr_t, b1, b2, e, decay)
-    else:
-        adam_range(params, grad, m, v, lr_t, b1, b2, e, decay, 0, n)
+    adam_range(params, grad, m, v, lr_t, b1, b2, e, decay, 0, params.shape[0])
 
 
 @jit
 def optimizer_step(kind, hp, params, grad, state1, state2, step):
-    """One update of the whole buffer by optimizer ``kind`` (threaded above PARALLEL_MIN).
+    """One update of the whole buffer by optimizer ``kind``.
 
     Parameters
     ----------

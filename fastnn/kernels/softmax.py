@@ -23,8 +23,8 @@ Numerics
   ``(z - m) - c`` into ``z - (m + c)`` when the *outer* operation may re-associate, which hoists
   ``m + log s`` out of the loop and loses ``log s`` against a large ``m``.
 
-Rows are processed in parallel (``prange``) only above :data:`PARALLEL_MIN_SIZE` elements: a
-parallel launch costs a few microseconds, more than a whole small batch.
+Every kernel runs on the calling thread: multi-core work belongs to BLAS inside large products
+and to parallel fits, never to a second thread pool competing with them.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
@@ -41,7 +41,6 @@ from fastnn._jit import jit
 from fastnn.kernels._math import exp, like
 
 __all__ = [
-    "PARALLEL_MIN_SIZE",
     "softmax",
     "log_softmax",
     "softmax_cross_entropy_labels",
@@ -51,12 +50,6 @@ __all__ = [
     "squared_error",
     "poisson_deviance",
 ]
-
-#: Arrays with fewer elements (n * k) than this are processed by one thread (~150 us of work
-#: in float32).  Below it, the fork/join of a parallel region is not worth it, and on a busy
-#: machine a spinning OpenMP barrier can cost milliseconds per call (measured; see issue 2).
-PARALLEL_MIN_SIZE = 1 << 18
-
 
 # --------------------------------------------------------------------------- scalar helpers
 @intrinsic
@@ -148,7 +141,7 @@ def _softmax_row(z, out):
         out[j] = _flush(out[j] * scale)
 
 
-@jit(parallel=True)
+@jit
 def softmax(z, out):
     """Row-wise softmax, ``out_ij = exp(z_ij - m_i) / sum_j exp(z_ij - m_i)``.
 
@@ -160,12 +153,8 @@ def softmax(z, out):
         Written in place; may be ``z`` itself.
     """
     n = z.shape[0]
-    if z.size < PARALLEL_MIN_SIZE:
-        for i in range(n):
-            _softmax_row(z[i], out[i])
-    else:
-        for i in prange(n):
-            _softmax_row(z[i], out[i])
+    for i in range(n):
+        _softmax_row(z[i], out[i])
 
 
 @jit
@@ -180,7 +169,7 @@ def _log_softmax_row(z, out):
         out[j] = _exact_sub(_exact_sub(z[j], m), log_s)
 
 
-@jit(parallel=True)
+@jit
 def log_softmax(z, out):
     """Row-wise log-softmax, ``out_ij = (z_ij - m_i) - log sum_j exp(z_ij - m_i)``.
 
@@ -192,12 +181,8 @@ def log_softmax(z, out):
         Written in place; may be ``z`` itself.
     """
     n = z.shape[0]
-    if z.size < PARALLEL_MIN_SIZE:
-        for i in range(n):
-            _log_softmax_row(z[i], out[i])
-    else:
-        for i in prange(n):
-            _log_softmax_row(z[i], out[i])
+    for i in range(n):
+        _log_softmax_row(z[i], out[i])
 
 
 # --------------------------------------------------------------------------- cross-entropy
@@ -219,7 +204,7 @@ def _ce_label_row(z, y, c, dz):
     return _exact_sub(_exact_sub(np.float64(m), np.float64(zy)), -math.log(np.float64(s)))
 
 
-@jit(parallel=True)
+@jit
 def softmax_cross_entropy_labels(z, labels, sw, dz):
     """Fused softmax + cross-entropy with integer labels: mean loss and its gradient.
 
@@ -245,14 +230,9 @@ def softmax_cross_entropy_labels(z, labels, sw, dz):
     n = z.shape[0]
     wsum, weighted = _weights(sw, n)
     total = 0.0
-    if z.size < PARALLEL_MIN_SIZE:
-        for i in range(n):
-            w = np.float64(sw[i]) if weighted else 1.0
-            total += w * _ce_label_row(z[i], labels[i], w / wsum, dz[i])
-    else:
-        for i in prange(n):
-            w = np.float64(sw[i]) if weighted else 1.0
-            total += w * _ce_label_row(z[i], labels[i], w / wsum, dz[i])
+    for i in range(n):
+        w = np.float64(sw[i]) if weighted else 1.0
+        total += w * _ce_label_row(z[i], labels[i], w / wsum, dz[i])
     return total / wsum
 
 
@@ -283,7 +263,7 @@ def _ce_probs_row(z, y, c, dz):
     return dot + mass * math.log(np.float64(s))
 
 
-@jit(parallel=True)
+@jit
 def softmax_cross_entropy_probs(z, y, sw, dz):
     """Fused softmax + cross-entropy with probability rows (soft labels).
 
@@ -310,14 +290,9 @@ def softmax_cross_entropy_probs(z, y, sw, dz):
     n = z.shape[0]
     wsum, weighted = _weights(sw, n)
     total = 0.0
-    if z.size < PARALLEL_MIN_SIZE:
-        for i in range(n):
-            w = np.float64(sw[i]) if weighted else 1.0
-            total += w * _ce_probs_row(z[i], y[i], w / wsum, dz[i])
-    else:
-        for i in prange(n):
-            w = np.float64(sw[i]) if weighted else 1.0
-            total += w * _ce_probs_row(z[i], y[i], w / wsum, dz[i])
+    for i in range(n):
+        w = np.float64(sw[i]) if weighted else 1.0
+        total += w * _ce_probs_row(z[i], y[i], w / wsum, dz[i])
     return total / wsum
 
 
@@ -331,7 +306,7 @@ def _softmax_backward_row(p, g, out):
         out[j] = p[j] * (g[j] - dot)
 
 
-@jit(parallel=True)
+@jit
 def softmax_backward(p, g, out):
     """Softmax Jacobian-vector product ``out = p * (g - sum_j g_j p_j)`` by rows.
 
@@ -347,15 +322,77 @@ def softmax_backward(p, g, out):
         Written in place; may be ``p`` or ``g``.
     """
     n = p.shape[0]
-    if p.size < PARALLEL_MIN_SIZE:
-        for i in range(n):
-            _softmax_backward_row(p[i], g[i], out[i])
-    else:
-        for i in prange(n):
-            _softmax_backward_row(p[i], g[i], out[i])
+    for i in range(n):
+        _softmax_backward_row(p[i], g[i], out[i])
 
 
 # --------------------------------------------------------------------------- other output losses
+# Row functions: ``l`` of one row (summed over its outputs) and ``dz = c dL/dz``, ``c = w_i / sum w``;
+# the 2-D kernels below and the training engine (fastnn.kernels.engine) both call them.
+@jit
+def _sigmoid_ce_row(z, y, c, dz):
+    """Binary cross-entropy of one row from logits: ``sum_j max(z_j, 0) - z_j y_j +
+    log1p(exp(-|z_j|))``; ``dz = c (sigmoid(z) - y)``."""
+    one, zero = like(1.0, z), like(0.0, z)
+    cc = like(c, z)
+    row = 0.0
+    for j in range(z.shape[0]):
+        zj, yj = z[j], y[j]
+        e = exp(-abs(zj))
+        row += np.float64((zj if zj > zero else zero) - zj * yj + np.log1p(e))
+        sig = one / (one + e) if zj >= zero else e / (one + e)
+        dz[j] = cc * (sig - yj)
+    return row
+
+
+@jit
+def _squared_row(p, y, c, dp):
+    """``||p - y||² / 2`` of one row; ``dp = c (p - y)``."""
+    cc = like(c, p)
+    row = 0.0
+    for j in range(p.shape[0]):
+        r = p[j] - y[j]
+        row += np.float64(r * r)
+        dp[j] = cc * r
+    return 0.5 * row
+
+
+@jit
+def _poisson_row(z, y, c, dz):
+    """Half Poisson deviance of one row from log-predictions (see :func:`poisson_deviance`);
+    ``dz = c (exp(z) - y)``."""
+    zero = like(0.0, z)
+    cc = like(c, z)
+    row = 0.0
+    for j in range(z.shape[0]):
+        zj, yj = z[j], y[j]
+        mu = exp(zj)
+        dz[j] = cc * (mu - yj)
+        y64 = np.float64(yj)
+        row += np.float64(mu) - y64
+        if yj > zero:
+            row += y64 * (math.log(y64) - np.float64(zj))
+    return row
+
+
+@jit
+def _rows_loss(kind, z, y, sw, dz):
+    """``sum_i w_i l_i / sum w`` of row function ``kind`` (0 sigmoid-CE, 1 squared, 2 Poisson)."""
+    n = z.shape[0]
+    wsum, weighted = _weights(sw, n)
+    total = 0.0
+    for i in range(n):
+        w = np.float64(sw[i]) if weighted else 1.0
+        if kind == 0:
+            row = _sigmoid_ce_row(z[i], y[i], w / wsum, dz[i])
+        elif kind == 1:
+            row = _squared_row(z[i], y[i], w / wsum, dz[i])
+        else:
+            row = _poisson_row(z[i], y[i], w / wsum, dz[i])
+        total += w * row
+    return total / wsum
+
+
 @jit
 def sigmoid_cross_entropy(z, y, sw, dz):
     """Fused sigmoid + binary cross-entropy from logits, stable for large ``|z|``.
@@ -379,22 +416,7 @@ def sigmoid_cross_entropy(z, y, sw, dz):
     float
         The weighted mean loss.
     """
-    n, k = z.shape
-    wsum, weighted = _weights(sw, n)
-    one, zero = like(1.0, z), like(0.0, z)
-    total = 0.0
-    for i in range(n):
-        w = np.float64(sw[i]) if weighted else 1.0
-        c = like(w / wsum, z)
-        row = 0.0
-        for j in range(k):
-            zj, yj = z[i, j], y[i, j]
-            e = exp(-abs(zj))
-            row += np.float64((zj if zj > zero else zero) - zj * yj + np.log1p(e))
-            sig = one / (one + e) if zj >= zero else e / (one + e)
-            dz[i, j] = c * (sig - yj)
-        total += w * row
-    return total / wsum
+    return _rows_loss(0, z, y, sw, dz)
 
 
 @jit
@@ -417,19 +439,7 @@ def squared_error(pred, y, sw, dpred):
     float
         The weighted mean loss.
     """
-    n, k = pred.shape
-    wsum, weighted = _weights(sw, n)
-    total = 0.0
-    for i in range(n):
-        w = np.float64(sw[i]) if weighted else 1.0
-        c = like(w / wsum, pred)
-        row = 0.0
-        for j in range(k):
-            r = pred[i, j] - y[i, j]
-            row += np.float64(r * r)
-            dpred[i, j] = c * r
-        total += w * row
-    return total / (2.0 * wsum)
+    return _rows_loss(1, pred, y, sw, dpred)
 
 
 @jit
@@ -459,21 +469,4 @@ def poisson_deviance(z, y, sw, dz):
     float
         The weighted mean loss (summed over the ``k`` outputs).
     """
-    n, k = z.shape
-    wsum, weighted = _weights(sw, n)
-    zero = like(0.0, z)
-    total = 0.0
-    for i in range(n):
-        w = np.float64(sw[i]) if weighted else 1.0
-        c = like(w / wsum, z)
-        row = 0.0
-        for j in range(k):
-            zj, yj = z[i, j], y[i, j]
-            mu = exp(zj)
-            dz[i, j] = c * (mu - yj)
-            y64 = np.float64(yj)
-            row += np.float64(mu) - y64
-            if yj > zero:
-                row += y64 * (math.log(y64) - np.float64(zj))
-        total += w * row
-    return total / wsum
+    return _rows_loss(2, z, y, sw, dz)

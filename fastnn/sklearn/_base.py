@@ -19,7 +19,8 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from fastnn import stream
 from fastnn.network import Network
-from fastnn.train import NonFiniteLossError, _prepare_inputs
+from fastnn._checks import prepare_inputs
+from fastnn.train import NonFiniteLossError
 
 from . import _solvers
 from ._stochastic import NON_FINITE_MSG, StochasticMixin
@@ -252,14 +253,14 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         """``_loss_and_grad`` for in-memory data, validated and converted once: each call runs
         only the compiled loss/gradient kernel into one preallocated gradient buffer."""
         net = self.network_
-        Xp, labels, targets, sw = _prepare_inputs(net, X, y, sample_weight, self.alpha)
+        Xp, targets, sw = prepare_inputs(net, X, y, sample_weight, self.alpha)
         grad = np.empty_like(net.params)
         alpha = self.alpha
         scale = self._data_loss_scale()
         sw_sum = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
 
         def objective():
-            data, l2 = net._loss_grad(Xp, labels, targets, sw, alpha, grad)
+            data, l2 = net.loss_grad_into(Xp, targets, sw, alpha, grad)
             loss = data + l2
             if scale != 1.0:
                 l2 = _solvers.l2_penalty(net, alpha, sw_sum)

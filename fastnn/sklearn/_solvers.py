@@ -21,8 +21,7 @@ from scipy.special import xlogy
 from sklearn.model_selection import train_test_split
 
 from fastnn import stream
-from fastnn.kernels import epoch as _k
-from fastnn.kernels.mt19937 import draw_orders
+from fastnn._engine import OUT_POISSON, weights_array
 from fastnn.optim import SGD, Adam
 from fastnn.train import NonFiniteLossError, run_epoch
 
@@ -108,12 +107,7 @@ def shuffled(sample_idx, rs):
 
 def shuffled_block(sample_idx, rs, epochs):
     """``(orders, sample_idx)``: the orders of ``epochs`` epochs, ``orders[e]`` after ``e + 1``
-    calls of :func:`shuffled`, and the last one; ``rs`` advances as those calls advance it.
-    A Mersenne Twister ``RandomState`` (scikit-learn's) draws them in compiled code
-    (:mod:`fastnn.kernels.mt19937`, the same numbers)."""
-    state = rs.get_state(legacy=False)
-    if state["bit_generator"] == "MT19937":
-        return draw_orders(rs, sample_idx, epochs)
+    calls of :func:`shuffled`, and the last one; ``rs`` advances as those calls advance it."""
     orders = np.empty((epochs, sample_idx.shape[0]), dtype=np.int64)
     for e in range(epochs):
         sample_idx = orders[e] = shuffled(sample_idx, rs)
@@ -184,12 +178,9 @@ def poisson_loss_and_grad(net, X, y, alpha, sample_weight=None):
     dtype = net.dtype
     X = np.ascontiguousarray(X, dtype=dtype)
     y = np.ascontiguousarray(y, dtype=dtype).reshape(X.shape[0], -1)
-    sw = np.zeros(0, dtype) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
-    ws = np.empty(_k.workspace_size(net.layer_sizes, X.shape[0], False), dtype=dtype)
     grad = np.empty_like(net.params)
-    data, l2 = _k.network_loss_grad(X, np.zeros(0, np.int64), y, sw, net._sizes, net._w_off,
-                                    net._b_off, net._codes, _k.OUT_POISSON, net.params,
-                                    float(alpha), ws, grad)
+    data, l2 = net.loss_grad_into(X, y, weights_array(sample_weight, dtype), alpha, grad,
+                                  out_kind=OUT_POISSON)
     if not np.isfinite(data):
         raise NonFiniteLossError("the Poisson loss overflowed (exp of the output is infinite)")
     return data + l2, grad

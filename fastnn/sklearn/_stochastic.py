@@ -17,8 +17,7 @@ from sklearn.model_selection import train_test_split
 from fastnn import functional as F
 from fastnn import stream
 from fastnn import _engine
-from fastnn.kernels.epoch import OUT_POISSON
-from fastnn.train import _FUSE_MIN, NonFiniteLossError, run_epoch
+from fastnn.train import NonFiniteLossError, run_epoch
 
 from . import _solvers
 
@@ -121,17 +120,15 @@ class StochasticMixin:
         last ~:data:`BLOCK_SECONDS` so that Ctrl-C still interrupts training promptly."""
         net, schedule = self.network_, self._optimizer
         n_samples = X.shape[0]
-        labels, tgt, sw = _engine.engine_arrays(net, targets, sample_weight)
+        sw = _engine.weights_array(sample_weight, net.dtype)
         lr_schedule = self.learning_rate if self.solver == "sgd" else "constant"
         stop = _engine.stop_state(
             self.tol, self.n_iter_no_change, self.best_loss_, self._no_improvement_count,
             lr_schedule, schedule.learning_rate_init, self.power_t, self.t_)
-        out_kind = OUT_POISSON if self.out_activation_ == "exp" else None
-        # without an earlier fit of this shape, the first block times a few epochs: enough
-        # minibatches for the two-thread kernels
+        out_kind = _engine.OUT_POISSON if self.out_activation_ == "exp" else None
+        # without an earlier fit of this shape, the first block is one epoch, timed
         key = (tuple(net.layer_sizes), batch_size, n_samples, net.dtype.name)
-        steps = -(-n_samples // batch_size)
-        block = min(4, -(-_engine.TWO_THREADS_MIN_STEPS // steps))
+        block = 1
         if key in _epoch_seconds:
             block = max(block, _block_epochs(_epoch_seconds[key]))
         while self.n_iter_ < self.max_iter:
@@ -143,10 +140,10 @@ class StochasticMixin:
             else:
                 orders = np.broadcast_to(sample_idx, (block, n_samples))
             start = time.perf_counter()
-            losses, stopped, failed, _ = _engine.run_epochs(
-                net, X, labels, tgt, sw, schedule.engine, batch_size=batch_size, orders=orders,
+            losses, stopped, failed = _engine.run_epochs(
+                net, X, targets, sw, schedule.engine, batch_size=batch_size, orders=orders,
                 alpha=self.alpha, data_loss_scale=self._data_loss_scale(), stop=stop,
-                fuse_min=_FUSE_MIN, out_kind=out_kind)
+                out_kind=out_kind)
             elapsed = time.perf_counter() - start
             for loss in losses:
                 self.n_iter_ += 1

@@ -1,0 +1,477 @@
+"""The training engine: forward, fused loss, backward and update for any depth, on flat buffers.
+
+Three entry points, one implementation of each formula:
+
+* :func:`train_epochs` — a block of epochs in ONE compiled call: for every minibatch of each
+  row of ``orders``, gather the rows, forward, the fused loss, backward and the optimizer
+  update; scikit-learn's end-of-epoch rules (:func:`epoch_end`) between epochs.
+* :func:`loss_grad` — loss and flat gradient on one batch (L-BFGS, ``Network.loss_and_grad``).
+* :func:`forward` — outputs in chunks of rows (prediction).
+
+A network reaches the kernels as its flat parameter vector and ``tables``, a tuple of four
+``int64`` arrays (never lists of arrays, whose reflection costs ~60 µs per call):
+
+``sizes : int64[L + 1]``
+    layer widths ``(n_in, h_1, ..., n_out)``; layer ``l`` maps ``sizes[l] -> sizes[l + 1]``.
+``w_off, b_off : int64[L]``
+    start of ``W[l]`` (``sizes[l] x sizes[l+1]``, row-major) and ``b[l]`` in ``params``; the
+    gradient and the optimizer state share the layout.
+``codes : int64[L]``
+    activation code of each layer's output (:mod:`fastnn.kernels.activations`); the last entry
+    is ``IDENTITY``: the output nonlinearity lives in the fused loss (its row function,
+    :data:`LOSS_ROWS`).
+
+Workspace ``ws`` (flat, the params' dtype; :func:`workspace_size`) for a capacity of ``cap``
+rows: the gathered input block ``[cap, sizes[0]]``, then the activations ``[cap, sizes[l+1]]``
+of every layer, then the deltas ``dL/dz`` with the same shapes.  A block of ``r <= cap`` rows
+is row-major with the layer's width as row stride, so every product is one GEMM on offsets into
+the flat buffers (:func:`fastnn.kernels._blas.gemm_flat`): no 2-D views, no reshapes.
+
+Design rules that keep the first compile short (numba's type inference dominates it): small
+functions over plain 1-D arrays and integers, no inlining at numba's IR level, no closures or
+first-class functions, no exceptions or string formatting, one call graph for every optimizer
+and output kind (their branches are a few lines each).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numba.extending import overload
+
+from fastnn._jit import jit
+from fastnn.kernels._blas import gemm_flat
+from fastnn.kernels._cpu import FTZ_DAZ, blas_threads, fp_mode, set_blas_threads, set_fp_mode
+from fastnn.kernels._math import like
+from fastnn.kernels.activations import (
+    IDENTITY, LEAKY_RELU, LOGISTIC, RELU, TANH,
+    _leaky_relu, _leaky_relu_grad, _logistic, _logistic_grad, _relu, _relu_grad, _tanh,
+    _tanh_grad,
+)
+from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
+from fastnn.kernels.softmax import (
+    _ce_label_row, _ce_probs_row, _poisson_row, _sigmoid_ce_row, _softmax_row, _squared_row,
+)
+
+__all__ = [
+    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "LOSS_ROWS", "loss_marker", "SMALL_MACS", "BLAS_SERIAL_MAX",
+    "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
+    "loss_grad", "forward", "epoch_end",
+]
+
+OUT_SOFTMAX = 0
+OUT_SIGMOID = 1
+OUT_IDENTITY = 2
+#: not a Network output: an identity-output network trained as ``exp`` + half Poisson deviance
+#: (``MLPRegressor(loss="poisson")``)
+OUT_POISSON = 3
+
+#: the row functions of the fused losses; ``LOSS_ROWS[i]`` is selected by the marker
+#: :func:`loss_marker` ``(i)``
+LOSS_ROWS = (_ce_label_row, _ce_probs_row, _sigmoid_ce_row, _squared_row, _poisson_row)
+
+
+def loss_marker(out_kind, labels):
+    """The kernels' ``loss`` argument for output kind ``out_kind`` (``labels``: a softmax with
+    integer class labels).  Its *type* selects the loss's row function at compile time (a tuple
+    of ``i + 1`` zeros selects ``LOSS_ROWS[i]``), so a call compiles only the loss it uses and
+    the compiled code stays cacheable."""
+    index = {OUT_SOFTMAX: 1, OUT_SIGMOID: 2, OUT_IDENTITY: 3, OUT_POISSON: 4}[out_kind]
+    if out_kind == OUT_SOFTMAX and labels:
+        index = 0
+    return (0,) * (index + 1)
+
+
+def _loss_row(loss, z, t, c, dz):
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_loss_row)
+def _loss_row_ov(loss, z, t, c, dz):
+    row = LOSS_ROWS[loss.count - 1]
+    return lambda loss, z, t, c, dz: row(z, t, c, dz)
+
+#: plain SGD is folded into the weight-gradient GEMM above this many multiply-adds
+SMALL_MACS = 256
+#: products below this many multiply-adds run on ONE BLAS thread: waking a second thread for a
+#: small product costs more than it saves
+BLAS_SERIAL_MAX = 1 << 22
+
+#: ``stop`` : float64[STOP_SIZE] — scikit-learn's stopping rule and learning-rate schedule:
+#: ``tol, n_iter_no_change, best_loss, no_improvement_count, schedule, lr_init, power_t,
+#: samples_seen`` (``schedule``: CONSTANT, INVSCALING or ADAPTIVE)
+STOP_SIZE = 8
+_TOL, _PATIENCE, _BEST, _COUNT, _SCHEDULE, _LR_INIT, _POWER_T, _SEEN = range(STOP_SIZE)
+CONSTANT, INVSCALING, ADAPTIVE = 0, 1, 2
+
+
+#: options of kernels only called from other kernels: no CPython wrapper to generate
+_INTERNAL = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+
+def workspace_size(sizes, rows):
+    """Length of the flat workspace for ``rows`` rows (input block, activations, deltas)."""
+    sizes = [int(s) for s in sizes]
+    return rows * (sizes[0] + 2 * sum(sizes[1:]))
+
+
+# --------------------------------------------------------------------------- activations
+@jit(**_INTERNAL)
+def _bias_act(z, zo, rows, width, params, bo, code):
+    """``z = act(z + b)`` on a ``rows x width`` block at ``z[zo:]`` (row by row: each row is a
+    slice, so its loop has no index wraparound and vectorises)."""
+    b = params[bo:bo + width]
+    for i in range(rows):
+        r = z[zo + i * width:zo + (i + 1) * width]
+        if code == RELU:
+            for j in range(width):
+                r[j] = _relu(r[j] + b[j])
+        elif code == LOGISTIC:
+            for j in range(width):
+                r[j] = _logistic(r[j] + b[j])
+        elif code == TANH:
+            for j in range(width):
+                r[j] = _tanh(r[j] + b[j])
+        elif code == LEAKY_RELU:
+            for j in range(width):
+                r[j] = _leaky_relu(r[j] + b[j])
+        else:
+            for j in range(width):
+                r[j] += b[j]
+
+
+@jit(**_INTERNAL)
+def _act_grad(d, a, n, code):
+    """``d *= act'(z)`` on ``n`` values, ``act'`` written through the output ``a``."""
+    if code == RELU:
+        for j in range(n):
+            d[j] *= _relu_grad(a[j])
+    elif code == LOGISTIC:
+        for j in range(n):
+            d[j] *= _logistic_grad(a[j])
+    elif code == TANH:
+        for j in range(n):
+            d[j] *= _tanh_grad(a[j])
+    elif code == LEAKY_RELU:
+        for j in range(n):
+            d[j] *= _leaky_relu_grad(a[j])
+
+
+# --------------------------------------------------------------------------- one batch
+@jit(**_INTERNAL)
+def _fwd(x0, xo, rows, tables, params, ws, cap):
+    """Forward pass of ``rows`` rows whose input block is ``x0[xo:]``; every layer's output goes
+    to its activation block of ``ws`` (the last one: the logits).  Returns the logits' offset."""
+    sizes, w_off, b_off, codes = tables
+    no = np.bool_(False)  # (a value, not a literal: _mm compiles once for all flag values)
+    src, so = x0, xo
+    ao = cap * sizes[0]
+    for l in range(w_off.shape[0]):
+        d_in, d_out = sizes[l], sizes[l + 1]
+        gemm_flat(no, no, rows, d_out, d_in, 1.0, src, so, d_in, params, w_off[l], d_out, 0.0,
+            ws, ao, d_out)
+        _bias_act(ws, ao, rows, d_out, params, b_off[l], codes[l])
+        src, so = ws, ao
+        ao += cap * d_out
+    return so
+
+
+@jit(**_INTERNAL)
+def _loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
+    """The fused output loss of rows ``order[i0:i0 + rows]``: logits at ``ws[zo:]``, writes
+    ``dL/dz`` at ``ws[do:]``; returns ``sum_i w_i l_i / wsum``.  ``loss``: the marker of the
+    loss's row function (:func:`loss_marker`)."""
+    weighted = sw.shape[0] > 0
+    total = 0.0
+    for i in range(rows):
+        src = order[i0 + i]
+        w = np.float64(sw[src]) if weighted else 1.0
+        row = _loss_row(loss, ws[zo + i * k:zo + (i + 1) * k], tgt[src], w / wsum,
+                        ws[do + i * k:do + (i + 1) * k])
+        if w != 0.0:  # (a zero-weight row adds nothing, even where its loss is infinite)
+            total += w * row
+    return total / wsum
+
+
+@jit(**_INTERNAL)
+def _weight_sum(sw, order, i0, rows):
+    if sw.shape[0] == 0:
+        return float(rows)
+    s = 0.0
+    for i in range(i0, i0 + rows):
+        s += sw[order[i]]
+    return s
+
+
+@jit(**_INTERNAL)
+def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, opt, step):
+    """Backward pass from the output delta; writes ``grad`` (or, with ``update``, applies the
+    optimizer to each layer as soon as its gradient is known: its old ``W`` is no longer
+    needed).  Plain SGD on a layer above :data:`SMALL_MACS` multiply-adds is folded into the
+    weight GEMM: ``W = (1 - lr alpha / wsum) W - lr a_prevᵀ δ``, no gradient written.  Returns
+    the L2 term ``alpha / (2 wsum) sum ||W||²``."""
+    sizes, w_off, b_off, codes = tables
+    kind, hp, s1, s2 = opt
+    no, yes = np.bool_(False), np.bool_(True)
+    n_layers = w_off.shape[0]
+    h_total = 0
+    for l in range(1, sizes.shape[0]):
+        h_total += sizes[l]
+    c = alpha / wsum
+    lr = hp[0]
+    plain_sgd = update and kind == SGD_KIND and hp[1] == 0.0
+    lr_t = lr if kind == SGD_KIND else adam_lr(lr, hp[1], hp[2], step)
+    sq = 0.0
+    ao = cap * sizes[0]
+    for l in range(n_layers - 1):
+        ao += cap * sizes[l + 1]
+    # ao: offset of layer l's activations; its delta is h_total * cap further
+    for l in range(n_layers - 1, -1, -1):
+        d_in, d_out = sizes[l], sizes[l + 1]
+        do = ao + cap * h_total
+        if l > 0:
+            po = ao - cap * d_in  # the previous layer's activations (this layer's input)
+            a_prev, pa = ws, po
+            # δ_prev = (δ Wᵀ) ⊙ act'(a_prev), with the old W
+            gemm_flat(no, yes, rows, d_in, d_out, 1.0, ws, do, d_out, params, w_off[l], d_out,
+                0.0, ws, po + cap * h_total, d_in)
+            _act_grad(ws[po + cap * h_total:po + cap * h_total + rows * d_in],
+                      ws[po:po + rows * d_in], rows * d_in, codes[l - 1])
+        else:
+            a_prev, pa = x0, xo
+            po = 0
+        wo, bo = w_off[l], b_off[l]
+        w = params[wo:bo]
+        if alpha > 0.0:
+            for i in range(w.shape[0]):
+                sq += np.float64(w[i] * w[i])
+        db = grad[bo:bo + d_out]
+        db[:] = 0.0
+        for i in range(rows):
+            r = ws[do + i * d_out:do + (i + 1) * d_out]
+            for j in range(d_out):
+                db[j] += r[j]
+        if plain_sgd and rows * d_in * d_out > SMALL_MACS:
+            gemm_flat(yes, no, d_in, d_out, rows, -lr, a_prev, pa, d_in, ws, do, d_out,
+                1.0 - lr * c, params, wo, d_out)
+            b = params[bo:bo + d_out]
+            step_b = like(lr, b)
+            for j in range(d_out):
+                b[j] -= step_b * db[j]
+        else:
+            gemm_flat(yes, no, d_in, d_out, rows, 1.0, a_prev, pa, d_in, ws, do, d_out, 0.0,
+                grad, wo, d_out)
+            if alpha > 0.0:
+                g = grad[wo:bo]
+                cc = like(c, g)
+                for i in range(g.shape[0]):
+                    g[i] += cc * w[i]
+            if update:
+                hi = bo + d_out
+                step_range(kind, hp, lr_t, params[wo:hi], grad[wo:hi],
+                           s1[wo:hi] if s1.shape[0] > 0 else s1,
+                           s2[wo:hi] if s2.shape[0] > 0 else s2, hi - wo)
+        if l > 0:
+            ao -= cap * d_in
+    return 0.5 * alpha * sq / wsum
+
+
+@jit
+def loss_grad(data, loss, tables, params, alpha, ws, grad):
+    """Loss and flat gradient of the whole network on ``data`` (one batch, no gather).
+
+    Parameters
+    ----------
+    data : (x, targets, sw) — ``x`` float[n, d] C-contiguous; ``targets`` int64[n] class labels
+        (softmax) or float[n, k]; ``sw`` float[n] sample weights or float[0] (unweighted).
+    loss : the output loss's marker (:func:`loss_marker`).
+    tables, params : the network (module docstring).
+    alpha : float — L2 coefficient.
+    ws : float[workspace_size(sizes, n)]; grad : float[p] — written.
+
+    Returns
+    -------
+    (data_loss, l2_loss) : floats.
+    """
+    x = data[0]
+    sizes = tables[0]
+    n = x.shape[0]
+    order = np.arange(n)
+    wsum = _weight_sum(data[2], order, 0, n)
+    zero = np.int64(0)
+    zo = _fwd(x.ravel(), zero, n, tables, params, ws, n)
+    h_total = 0
+    for l in range(1, sizes.shape[0]):
+        h_total += sizes[l]
+    value = _loss(loss, ws, zo, zo + n * h_total, n, sizes[-1], data[1], data[2], order, zero,
+                  wsum)
+    # np.int64()/np.bool_(): plain values, not literals, so the callees compile once for every
+    # entry point (a literal argument makes numba specialise on it)
+    opt = (np.int64(SGD_KIND), np.zeros(5), params[0:0], params[0:0])
+    l2 = _backward(x.ravel(), zero, n, tables, params, grad, ws, n, alpha, wsum, np.bool_(False),
+                   opt, np.int64(1))
+    return value, l2
+
+
+@jit
+def forward(x, tables, out_kind, params, ws, chunk, out):
+    """Output values of the network, ``chunk`` rows at a time (bounded memory).
+
+    ``x : float[n, d]`` C-contiguous; ``ws : float[workspace_size(sizes, chunk)]``;
+    ``out : float[n, k]`` gets probabilities (softmax / sigmoid) or values (identity: also the
+    logits of any network)."""
+    sizes = tables[0]
+    d, k = sizes[0], sizes[-1]
+    n = x.shape[0]
+    flat_x, flat_out = x.ravel(), out.ravel()
+    for c0 in range(0, n, chunk):
+        rows = min(chunk, n - c0)
+        zo = _fwd(flat_x, c0 * d, rows, tables, params, ws, chunk)
+        for i in range(rows):
+            o = flat_out[(c0 + i) * k:(c0 + i + 1) * k]
+            z = ws[zo + i * k:zo + (i + 1) * k]
+            if out_kind == OUT_SOFTMAX:
+                _softmax_row(z, o)
+            elif out_kind == OUT_SIGMOID:
+                for j in range(k):
+                    o[j] = _logistic(z[j])
+            else:
+                for j in range(k):
+                    o[j] = z[j]
+
+
+# --------------------------------------------------------------------------- epochs
+@jit(fastmath=False)  # the invscaling power as Python's (libm pow): scikit-learn's exact rate
+def epoch_end(stop, hp, loss, n_samples):
+    """scikit-learn's end of an epoch (``_update_no_improvement_count``, ``iteration_ends`` and
+    ``trigger_stopping``, in that order) on ``stop`` and the learning rate ``hp[0]``.  Returns
+    True to stop training.  ``stop`` : float64[STOP_SIZE] (see :data:`STOP_SIZE`), or float64[0]
+    for no rule."""
+    if stop.shape[0] == 0:
+        return False
+    if loss > stop[_BEST] - stop[_TOL]:
+        stop[_COUNT] += 1.0
+    else:
+        stop[_COUNT] = 0.0
+    if loss < stop[_BEST]:
+        stop[_BEST] = loss
+    stop[_SEEN] += n_samples
+    if stop[_SCHEDULE] == INVSCALING:
+        hp[0] = stop[_LR_INIT] / (stop[_SEEN] + 1.0) ** stop[_POWER_T]
+    if stop[_COUNT] > stop[_PATIENCE]:
+        if stop[_SCHEDULE] != ADAPTIVE or hp[0] <= 1e-6:
+            return True
+        hp[0] = hp[0] / 5.0
+        stop[_COUNT] = 0.0
+    return False
+
+
+@jit(**_INTERNAL)
+def _copy(src, dst):
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@jit(**_INTERNAL)
+def _all_finite(a):
+    for i in range(a.shape[0]):
+        if not math.isfinite(a[i]):
+            return False
+    return True
+
+
+@jit
+def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step0, alpha,
+                 ws, loss_scale, stop, losses, snapshot, one_blas_thread):
+    """Train one epoch per row of ``orders`` in one call, with scikit-learn's end-of-epoch
+    rules (:func:`epoch_end`) in between.
+
+    Parameters
+    ----------
+    data, loss : as :func:`loss_grad`.
+    orders : int64[E, m] — the rows of each epoch, in order; minibatches are
+        ``order[i:i + batch_size]`` (the last may be partial).
+    batch_size : int >= 1.
+    tables, params : the network; grad : float[p] scratch.
+    opt : (kind, hp, state1, state2) — ``kind`` SGD_KIND or ADAM_KIND
+        (:mod:`fastnn.kernels.optim`); ``hp`` float64[5]: SGD ``(lr, momentum, nesterov, 0, 0)``,
+        Adam/AdamW ``(lr, beta1, beta2, eps, weight_decay)``; ``hp[0]`` follows the schedule in
+        ``stop``; states float[p] or float[0] (SGD velocity; Adam ``m``, ``v``).
+    step0 : int — optimizer steps taken before (Adam's ``t``).
+    alpha : float — L2 coefficient.
+    ws : float[workspace_size(sizes, batch_size)].
+    loss_scale : float — multiplies the data term of the reported loss.
+    stop : float64[STOP_SIZE] (updated) or float64[0] (run all E epochs).
+    losses : float64[E] — written: each epoch's mean loss.
+    snapshot : float[p] — written: the parameters at the start of the last epoch run.
+    one_blas_thread : bool — run every product on one BLAS thread for the call (a network
+        whose products are all small: waking a second thread costs more than it saves).
+
+    Returns
+    -------
+    (epochs, steps, finite, stopped) : epochs completed; optimizer steps taken; False when a
+    minibatch loss or the parameters after an epoch were not finite (then ``params`` are
+    restored to ``snapshot``, the start of that epoch); True when the rule in ``stop`` ended
+    training.  A minibatch whose sample weights sum to zero has no gradient: it is skipped.
+
+    Notes
+    -----
+    Subnormal floats are flushed to zero on the calling thread for the call (x86 FTZ/DAZ,
+    restored on return): Adam's first moment of a parameter whose gradient vanishes (a dead
+    ReLU) decays into the subnormal range, where every operation costs ~100 cycles.
+    """
+    mode = fp_mode()
+    set_fp_mode(mode | FTZ_DAZ)
+    blas = blas_threads()
+    if one_blas_thread and blas > 1:
+        set_blas_threads(1)
+    x, tgt, sw = data
+    sizes = tables[0]
+    d0, k = sizes[0], sizes[-1]
+    h_total = 0
+    for l in range(1, sizes.shape[0]):
+        h_total += sizes[l]
+    zero, yes = np.int64(0), np.bool_(True)
+    m = orders.shape[1]
+    steps = 0
+    done, finite, stopped = orders.shape[0], True, False
+    for e in range(orders.shape[0]):
+        order = orders[e]
+        _copy(params, snapshot)
+        data_sum = 0.0
+        l2_sum = 0.0
+        for i0 in range(0, m, batch_size):
+            rows = min(batch_size, m - i0)
+            wsum = _weight_sum(sw, order, i0, rows)
+            if wsum == 0.0:
+                continue
+            for r in range(rows):  # gather the minibatch's input rows
+                src, dst = x[order[i0 + r]], ws[r * d0:(r + 1) * d0]
+                for j in range(d0):
+                    dst[j] = src[j]
+            zo = _fwd(ws, zero, rows, tables, params, ws, batch_size)
+            value = _loss(loss, ws, zo, zo + batch_size * h_total, rows, k, tgt, sw, order, i0,
+                          wsum)
+            if not math.isfinite(value):
+                finite = False
+                break
+            l2 = _backward(ws, zero, rows, tables, params, grad, ws, batch_size, alpha, wsum, yes,
+                           opt, step0 + steps + 1)
+            data_sum += value * rows
+            l2_sum += l2 * rows
+            steps += 1
+        if finite:
+            finite = _all_finite(params)
+        if not finite:
+            _copy(snapshot, params)
+            done = e
+            break
+        losses[e] = (data_sum * loss_scale + l2_sum) / max(1, m)
+        if epoch_end(stop, opt[1], losses[e], m):
+            done, stopped = e + 1, True
+            break
+    if one_blas_thread and blas > 1:
+        set_blas_threads(blas)
+    set_fp_mode(mode)
+    return done, steps, finite, stopped
