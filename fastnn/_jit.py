@@ -13,14 +13,16 @@ one set of compiler options:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
 from pathlib import Path
 
 import numba
+from numba.core import event
 
-__all__ = ["FASTMATH", "jit", "CacheFallbackWarning"]
+__all__ = ["FASTMATH", "jit", "CacheFallbackWarning", "on_first_compile"]
 
 #: Fast-math flags used by every kernel: reassociation (vectorised reductions), contraction
 #: (FMA), reciprocal and approximate functions, no signed zeros.  Never ``nnan``/``ninf``.
@@ -80,3 +82,30 @@ def jit(fn=None, *, cache: bool = True, **options):
         return numba.njit(cache=False, **opts)(f)
 
     return decorate if fn is None else decorate(fn)
+
+
+class _FirstCompile(event.Listener):
+    def __init__(self, callback):
+        self.callback = callback
+        self.fired = False
+
+    def on_start(self, ev):
+        func = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if not self.fired and getattr(func, "__module__", "").startswith("fastnn."):
+            self.fired = True
+            self.callback()
+
+    def on_end(self, ev):
+        pass
+
+
+@contextlib.contextmanager
+def on_first_compile(callback):
+    """Call ``callback()`` once, when a fastnn kernel starts compiling inside the block.
+
+    numba emits its ``numba:compile`` event only for a real compilation, never for a kernel
+    loaded from the cache, so the callback tells a user why the first run on a machine waits
+    (numba's documented event API, :mod:`numba.core.event`)."""
+    listener = _FirstCompile(callback)
+    with event.install_listener("numba:compile", listener):
+        yield listener

@@ -171,28 +171,55 @@ class Constant:
         return False
 
 
-class InvScaling(Constant):
+class _EngineRule(Constant):
+    """A schedule applied by the engine's end-of-epoch rule (:func:`fastnn.kernels.engine.
+    epoch_end`, scikit-learn's), the one implementation that the compiled epoch blocks run."""
+
+    _code = None
+
+    def _state(self, optimizer, tol=0.0, patience=np.inf, power_t=0.5):
+        self._stop = np.array([tol, patience, np.inf, 0.0, self._code, optimizer.lr, power_t,
+                               0.0])
+
+    def epoch_end(self, optimizer, samples_seen, loss):
+        hp = np.array([optimizer.lr])
+        self._stop[7] = samples_seen  # (the rule adds the epoch's samples: 0 more here)
+        stop = bool(_engine_rule()(self._stop, hp, float(loss), 0))
+        optimizer.lr = float(hp[0])
+        return stop
+
+
+def _engine_rule():
+    from fastnn.kernels.engine import epoch_end
+
+    return epoch_end
+
+
+class InvScaling(_EngineRule):
     """scikit-learn's ``invscaling``: after each epoch ``lr = lr0 / (samples_seen + 1)^power_t``
     where ``lr0`` is the rate when training started and ``samples_seen`` counts every sample
     visited so far (scikit-learn's ``t_``)."""
 
     def __init__(self, power_t=0.5):
+        from fastnn.kernels.engine import INVSCALING
+
+        self._code = INVSCALING
         self.power_t = _check_real(power_t, "power_t", 0.0)
 
     def start(self, optimizer):
         self.lr0 = optimizer.lr
-
-    def epoch_end(self, optimizer, samples_seen, loss):
-        optimizer.lr = self.lr0 / (samples_seen + 1) ** self.power_t
-        return False
+        self._state(optimizer, power_t=self.power_t)
 
 
-class Adaptive(Constant):
+class Adaptive(_EngineRule):
     """scikit-learn's ``adaptive``: when the training loss has not improved by ``tol`` for more
     than ``n_iter_no_change`` consecutive epochs, divide ``lr`` by 5; stop training once
     ``lr <= 1e-6``."""
 
     def __init__(self, tol=1e-4, n_iter_no_change=10):
+        from fastnn.kernels.engine import ADAPTIVE
+
+        self._code = ADAPTIVE
         self.tol = _check_real(tol, "tol", 0.0)
         if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, numbers.Integral) \
                 or n_iter_no_change < 1:
@@ -200,22 +227,15 @@ class Adaptive(Constant):
         self.n_iter_no_change = int(n_iter_no_change)
 
     def start(self, optimizer):
-        self.best_loss = np.inf
-        self.no_improvement = 0
+        self._state(optimizer, tol=self.tol, patience=self.n_iter_no_change)
 
-    def epoch_end(self, optimizer, samples_seen, loss):
-        if loss > self.best_loss - self.tol:
-            self.no_improvement += 1
-        else:
-            self.no_improvement = 0
-        if loss < self.best_loss:
-            self.best_loss = loss
-        if self.no_improvement > self.n_iter_no_change:
-            if optimizer.lr <= 1e-6:
-                return True
-            optimizer.lr = optimizer.lr / 5.0
-            self.no_improvement = 0
-        return False
+    @property
+    def best_loss(self):
+        return float(self._stop[2])
+
+    @property
+    def no_improvement(self):
+        return int(self._stop[3])
 
 
 _SCHEDULES = {"constant": Constant, "invscaling": InvScaling, "adaptive": Adaptive}

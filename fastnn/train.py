@@ -8,18 +8,22 @@ schedule and calls the callbacks.  Estimators with their own loop (``fastnn.skle
 """
 from __future__ import annotations
 
-import numbers
+import contextlib
 import time
 
 import numpy as np
 
 from fastnn import _engine
+from fastnn._jit import on_first_compile
 from fastnn._checks import check_int, prepare_inputs, prepare_targets  # noqa: F401 (public)
 from fastnn.optim import _Optimizer, make_schedule
 
 __all__ = ["fit", "run_epoch", "prepare_targets", "History", "NonFiniteLossError"]
 
 
+#: what fit(verbose=True) prints when kernels compile (the first run on a machine)
+COMPILING_MESSAGE = ("fastnn: compiling kernels for this machine (first run only, a few seconds; "
+                     "later runs load them from the cache)")
 #: progress-bar updates per epoch in fit(verbose=True)
 _BAR_UPDATES = 10
 
@@ -248,6 +252,9 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         # steps, so the same weights) and the bar moves within the epoch
         per_call = batch_size * -(-batches // _BAR_UPDATES)
     samples_seen = 0
+    compiling = contextlib.ExitStack()
+    if bar is not None:  # the first run on a machine compiles: say so instead of a false ETA
+        compiling.enter_context(on_first_compile(lambda: bar.write(COMPILING_MESSAGE)))
     try:
         for epoch in range(1, epochs + 1):
             lr = optimizer.lr
@@ -297,6 +304,7 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
                 history.stop_reason = "callback"
                 break
     finally:
+        compiling.close()
         if bar is not None:
             bar.close()
     return history
