@@ -1,15 +1,17 @@
-"""Cold start of a fresh Python process (issue 6): a script, not collected by pytest.
+"""Cold start, as a new user meets it: a script (not collected by pytest).
 
-Measures, each in new subprocesses:
-  1. the first-ever compile: ``fastnn.warmup()`` (every kernel, float32 and float64) with an
-     empty ``NUMBA_CACHE_DIR`` (``--skip-compile`` to skip it: it takes a minute or two);
-  2. the warm-cache start-up: ``python -c "import fastnn; <fit a 2-3-2 net for one epoch>"``
-     repeated ``--repeats`` times; prints the median wall time (target <= 1.5 s) and the median
-     CPU time (user + sys of the child), which is what the wall time would be on an idle machine;
-  3. for comparison, the same for ``python -c pass``, ``import numpy`` and ``import numba``.
+Each row runs in new Python processes:
+  1. the first-ever ``fastnn train`` (the README's main job) with an empty ``NUMBA_CACHE_DIR``,
+     the whole command;
+  2. the first-ever digits ``MLPClassifier((100,)).fit`` in a new process, empty cache
+     (the fit alone, timed inside the process, and the whole process);
+  3. ``fastnn warmup`` (every kernel, float32 and float64), empty cache;
+  4. a new process with a warm cache: its first digits fit, loading included, against
+     scikit-learn's first fit in a new process (the same estimator parameters).
 
-Run: python benchmarks/coldstart.py [--repeats 7] [--skip-compile] [--cache-dir DIR]
-The wall times depend on the machine's load (printed): compare CPU times when it is busy.
+Run: python benchmarks/coldstart.py [--repeats 5]
+Wall times depend on the machine's load (printed with each row); the child's CPU time (user +
+sys) is what the wall time would be on an idle machine.
 """
 import argparse
 import os
@@ -20,77 +22,82 @@ import sys
 import tempfile
 import time
 
-FIT_232 = (
-    "import fastnn, numpy as np; "
-    "X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32); y = np.array([0, 1, 1, 0]); "
-    "net = fastnn.Network([2, 3, 2], activation='logistic', seed=0); "
-    "fastnn.fit(net, X, y, epochs=1, batch_size=4, optimizer=fastnn.SGD(0.1))"
-)
-BASELINES = {"python -c pass": "pass", "import numpy": "import numpy",
-             "import numba": "import numba"}
+FIT = """
+import time, warnings
+t0 = time.perf_counter()
+from sklearn.datasets import load_digits
+X, y = load_digits(return_X_y=True)
+from {module} import MLPClassifier
+t1 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    MLPClassifier((100,), random_state=0).fit(X / 16, y)
+print(time.perf_counter() - t1)
+"""
 
 
-def run(code, env):
-    """(wall seconds, child CPU seconds) of ``python -c code``."""
+def run(args, env):
+    """(wall seconds, child CPU seconds, stdout) of a command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    res = subprocess.run(args, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode:
-        raise RuntimeError(f"python -c {code!r} failed:\n{res.stderr}")
+        raise RuntimeError(f"{args} failed:\n{res.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, res.stdout
 
 
-def repeat(name, code, env, repeats):
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu, _ = run(code, env)
-        walls.append(wall)
-        cpus.append(cpu)
-    w, c = statistics.median(walls), statistics.median(cpus)
-    print(f"{name:<34} median wall {w:6.3f} s   median CPU {c:6.3f} s   "
-          f"(min wall {min(walls):.3f}, {repeats} runs)")
-    return w, c
+def fresh_env():
+    tmp = tempfile.mkdtemp(prefix="fastnn-cache-")
+    return dict(os.environ, NUMBA_CACHE_DIR=tmp)
+
+
+def load():
+    return f"load {os.getloadavg()[0]:.2f}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--skip-compile", action="store_true",
-                        help="do not measure the first-ever compile (use the existing cache)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="NUMBA_CACHE_DIR to use (default: a fresh temporary directory, "
-                             "or numba's default with --skip-compile)")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    env = dict(os.environ)
-    tmp = None
-    if args.cache_dir:
-        env["NUMBA_CACHE_DIR"] = args.cache_dir
-    elif not args.skip_compile:
-        tmp = tempfile.TemporaryDirectory(prefix="fastnn-cache-")
-        env["NUMBA_CACHE_DIR"] = tmp.name
-    print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f} on "
-          f"{os.cpu_count()} cores, NUMBA_CACHE_DIR={env.get('NUMBA_CACHE_DIR', '(default)')}")
-    try:
-        if not args.skip_compile:
-            wall, cpu, out = run("import fastnn; print(fastnn.warmup().summary())", env)
-            print(f"first-ever compile (fastnn.warmup, both dtypes): wall {wall:.1f} s, "
-                  f"CPU {cpu:.1f} s\n  {out.strip()}")
-        else:
-            run("import fastnn; fastnn.warmup()", env)  # make sure the cache is warm
-        wall, cpu, out = run("import fastnn; print(fastnn.warmup().summary())", env)
-        print(f"fastnn.warmup() with a warm cache: wall {wall:.2f} s, CPU {cpu:.2f} s\n"
-              f"  {out.strip()}")
-        for name, code in BASELINES.items():
-            repeat(name, code, env, args.repeats)
-        w, c = repeat("import fastnn + fit 2-3-2 one epoch", FIT_232, env, args.repeats)
-        print(f"warm-cache start-up: median wall {w:.3f} s (target <= 1.5 s), "
-              f"median CPU {c:.3f} s")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    exe = sys.executable
+    fastnn_cli = [exe, "-m", "fastnn"]
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+
+    rows = []
+    for _ in range(args.repeats):
+        rows.append(run(fastnn_cli + ["train", "--quiet"], fresh_env())[:2])
+    walls, cpus = zip(*rows)
+    print(f"first-ever fastnn train (empty cache), whole command: median wall "
+          f"{statistics.median(walls):.2f} s (min {min(walls):.2f}), CPU "
+          f"{statistics.median(cpus):.2f} s  [{load()}]")
+
+    fits, walls, cpus = [], [], []
+    for _ in range(args.repeats):
+        wall, cpu, out = run([exe, "-c", FIT.format(module="fastnn")], fresh_env())
+        fits.append(float(out.split()[-1]))
+        walls.append(wall)
+        cpus.append(cpu)
+    print(f"first-ever digits MLPClassifier((100,)).fit, new process, empty cache: fit median "
+          f"{statistics.median(fits):.2f} s, whole process {statistics.median(walls):.2f} s, "
+          f"CPU {statistics.median(cpus):.2f} s  [{load()}]")
+
+    wall, cpu, out = run(fastnn_cli + ["warmup"], fresh_env())
+    print(f"fastnn warmup (both dtypes, empty cache): wall {wall:.1f} s, CPU {cpu:.1f} s  "
+          f"[{load()}]\n  {out.splitlines()[0]}")
+
+    env = fresh_env()
+    run([exe, "-c", FIT.format(module="fastnn")], env)  # fills the cache
+    ours, theirs = [], []
+    for _ in range(args.repeats):  # interleaved, one new process each
+        ours.append(float(run([exe, "-c", FIT.format(module="fastnn")], env)[2].split()[-1]))
+        theirs.append(float(run([exe, "-c", FIT.format(module="sklearn.neural_network")],
+                                env)[2].split()[-1]))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"new process, warm cache, first digits fit incl. loading: fastnn {a:.3f} s, "
+          f"scikit-learn {b:.3f} s: {b / a:.1f}x  [{load()}]")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The Python side of the training engine (:mod:`fastnn.kernels.engine`): :func:`run_epochs`.
+"""The Python side of the training engine (:mod:`fastnn.kernels.engine`): :func:`run_epochs`
+(a block of epochs) and :func:`run_epoch` (one epoch, the documented engine API, exported by
+:mod:`fastnn.train`).
 
 A block of epochs is ONE compiled call: a small network's epoch is short (digits 64-100-10: 8
 minibatches, well under a millisecond), so the Python around each call would otherwise cost a
@@ -17,11 +19,18 @@ import weakref
 import numpy as np
 
 from fastnn._aligned import zeros as aligned_zeros
+from fastnn._checks import check_int
 from fastnn.kernels import engine as _k
 
-__all__ = ["run_epochs", "stop_state", "loss_marker", "weights_array", "OUT_POISSON"]
+__all__ = ["run_epoch", "run_epochs", "stop_state", "loss_marker", "weights_array",
+           "NonFiniteLossError", "OUT_POISSON"]
 
 OUT_POISSON = _k.OUT_POISSON
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A minibatch loss was NaN or inf; the network keeps its last finite weights."""
+
 
 #: per network: the engine's scratch buffers for the last (batch size, dtype) it trained with
 _buffers_of = weakref.WeakKeyDictionary()
@@ -112,3 +121,65 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     optimizer.lr = float(hp[0])
     failed = 0 if finite else min(steps_per_epoch, max(1, steps - epochs * steps_per_epoch + 1))
     return losses[:epochs], bool(stopped), failed
+
+
+def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weight=None,
+              data_loss_scale=1.0, _output=None):
+    """Train ``net`` for one epoch in one compiled call; return the epoch's mean loss.
+
+    Parameters
+    ----------
+    net : Network
+    X : float[n, n_in] of ``net.dtype``, C-contiguous (not validated here).
+    y : output of :func:`prepare_targets`.
+    optimizer : SGD, Adam or AdamW.
+    batch_size : int >= 1; the last minibatch of ``order`` may be smaller.
+    order : int64[m] — row indices to visit, in that order (a permutation for shuffling).
+    alpha : float — L2 coefficient; sample_weight : float[n] of ``net.dtype`` or None.
+    data_loss_scale : float — multiplies the data term of the *reported* loss only (never the
+        gradient): MLPRegressor passes ``1 / n_outputs`` to match scikit-learn's ``loss_``.
+    _output : None or "exp" — private: ``"exp"`` trains an identity-output ``net`` as an
+        exponential output with the half Poisson deviance (``MLPRegressor(loss="poisson")``;
+        the network keeps its identity output for prediction).
+
+    Returns
+    -------
+    float : ``sum_b (scale * data_loss_b + l2_b) * len_b / m`` (scikit-learn's ``loss_``).
+
+    Raises
+    ------
+    NonFiniteLossError
+        when a minibatch loss (or a parameter after the epoch) is NaN/inf: ``net.params`` are
+        restored to those of the start of the epoch.
+    """
+    if X.dtype != net.dtype or not X.flags.c_contiguous or X.ndim != 2:
+        raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
+                        f"fit for validation), got {X.dtype} {X.shape}")
+    if y.ndim != 2 and not (y.ndim == 1 and net.output == "softmax"):
+        raise TypeError(f"y must come from prepare_targets: float[n, {net.layer_sizes[-1]}] for "
+                        f"a {net.output} output, got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    out_kind = None
+    if _output is not None:
+        if _output != "exp" or net.output != "identity":
+            raise ValueError(f"_output must be None or 'exp' with an identity-output network, "
+                             f"got _output={_output!r} for a {net.output} output")
+        out_kind = OUT_POISSON
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    if order.ndim != 1:
+        raise ValueError(f"order must be a 1-D array of row indices, got shape {order.shape}")
+    if order.size and (order.min() < 0 or order.max() >= X.shape[0]):
+        raise ValueError(f"order must hold row indices in [0, {X.shape[0]}), got min "
+                         f"{order.min()} and max {order.max()}")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    sw = weights_array(sample_weight, net.dtype)
+    losses, _, failed = run_epochs(
+        net, X, y, sw, optimizer, batch_size=batch_size, orders=order[None], alpha=alpha,
+        data_loss_scale=data_loss_scale, out_kind=out_kind)
+    if failed:
+        raise NonFiniteLossError(
+            f"the training loss became NaN or infinite at minibatch {failed} of the epoch "
+            f"(learning rate {optimizer.lr:g}); the network keeps the weights of the start of "
+            "the epoch. Lower the learning rate or scale the inputs.")
+    return float(losses[0])

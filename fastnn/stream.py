@@ -257,7 +257,8 @@ def run_epoch_blocks(net, X, y, optimizer, *, batch_size, rng, shuffle=True, alp
         as ``run_epoch``; the weights are those after the last finite update (or those at the
         start of the failing block).
     """
-    from fastnn.train import prepare_targets, run_epoch
+    from fastnn._checks import prepare_targets
+    from fastnn._engine import run_epoch
 
     n, d = X.shape
     rows = min(n, block_rows(d, net.dtype, block_bytes, batch_size))

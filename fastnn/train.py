@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from fastnn import _engine
+from fastnn._engine import NonFiniteLossError, run_epoch  # noqa: F401  (public here)
 from fastnn._jit import on_first_compile
 from fastnn._checks import check_int, prepare_inputs, prepare_targets  # noqa: F401 (public)
 from fastnn.optim import _Optimizer, make_schedule
@@ -26,10 +27,6 @@ COMPILING_MESSAGE = ("fastnn: compiling kernels for this machine (first run only
                      "later runs load them from the cache)")
 #: progress-bar updates per epoch in fit(verbose=True)
 _BAR_UPDATES = 10
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A minibatch loss was NaN or inf; the network keeps its last finite weights."""
 
 
 class History:
@@ -74,69 +71,6 @@ class History:
     def __repr__(self):
         last = f", last train_loss={self.train_loss[-1]:.6g}" if self.train_loss else ""
         return f"History(epochs={self.epochs}{last})"
-
-
-# --------------------------------------------------------------------------- one epoch
-def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weight=None,
-              data_loss_scale=1.0, _output=None):
-    """Train ``net`` for one epoch in one compiled call; return the epoch's mean loss.
-
-    Parameters
-    ----------
-    net : Network
-    X : float[n, n_in] of ``net.dtype``, C-contiguous (not validated here).
-    y : output of :func:`prepare_targets`.
-    optimizer : SGD, Adam or AdamW.
-    batch_size : int >= 1; the last minibatch of ``order`` may be smaller.
-    order : int64[m] — row indices to visit, in that order (a permutation for shuffling).
-    alpha : float — L2 coefficient; sample_weight : float[n] of ``net.dtype`` or None.
-    data_loss_scale : float — multiplies the data term of the *reported* loss only (never the
-        gradient): MLPRegressor passes ``1 / n_outputs`` to match scikit-learn's ``loss_``.
-    _output : None or "exp" — private: ``"exp"`` trains an identity-output ``net`` as an
-        exponential output with the half Poisson deviance (``MLPRegressor(loss="poisson")``;
-        the network keeps its identity output for prediction).
-
-    Returns
-    -------
-    float : ``sum_b (scale * data_loss_b + l2_b) * len_b / m`` (scikit-learn's ``loss_``).
-
-    Raises
-    ------
-    NonFiniteLossError
-        when a minibatch loss (or a parameter after the epoch) is NaN/inf: ``net.params`` are
-        restored to those of the start of the epoch.
-    """
-    if X.dtype != net.dtype or not X.flags.c_contiguous or X.ndim != 2:
-        raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
-                        f"fit for validation), got {X.dtype} {X.shape}")
-    if y.ndim != 2 and not (y.ndim == 1 and net.output == "softmax"):
-        raise TypeError(f"y must come from prepare_targets: float[n, {net.layer_sizes[-1]}] for "
-                        f"a {net.output} output, got shape {y.shape}")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-    out_kind = None
-    if _output is not None:
-        if _output != "exp" or net.output != "identity":
-            raise ValueError(f"_output must be None or 'exp' with an identity-output network, "
-                             f"got _output={_output!r} for a {net.output} output")
-        out_kind = _engine.OUT_POISSON
-    order = np.ascontiguousarray(order, dtype=np.int64)
-    if order.ndim != 1:
-        raise ValueError(f"order must be a 1-D array of row indices, got shape {order.shape}")
-    if order.size and (order.min() < 0 or order.max() >= X.shape[0]):
-        raise ValueError(f"order must hold row indices in [0, {X.shape[0]}), got min "
-                         f"{order.min()} and max {order.max()}")
-    batch_size = check_int(batch_size, "batch_size", 1)
-    sw = _engine.weights_array(sample_weight, net.dtype)
-    losses, _, failed = _engine.run_epochs(
-        net, X, y, sw, optimizer, batch_size=batch_size, orders=order[None], alpha=alpha,
-        data_loss_scale=data_loss_scale, out_kind=out_kind)
-    if failed:
-        raise NonFiniteLossError(
-            f"the training loss became NaN or infinite at minibatch {failed} of the epoch "
-            f"(learning rate {optimizer.lr:g}); the network keeps the weights of the start of "
-            "the epoch. Lower the learning rate or scale the inputs.")
-    return float(losses[0])
 
 
 # --------------------------------------------------------------------------- fit

@@ -20,7 +20,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from fastnn import stream
 from fastnn.network import Network
 from fastnn._checks import prepare_inputs
-from fastnn.train import NonFiniteLossError
+from fastnn._engine import NonFiniteLossError
 
 from . import _solvers
 from ._stochastic import NON_FINITE_MSG, StochasticMixin

@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 from fastnn import stream
 from fastnn._engine import OUT_POISSON, weights_array
 from fastnn.optim import SGD, Adam
-from fastnn.train import NonFiniteLossError, run_epoch
+from fastnn._engine import NonFiniteLossError, run_epoch
 
 __all__ = [
     "accuracy",

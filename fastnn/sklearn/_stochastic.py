@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from fastnn import functional as F
 from fastnn import stream
 from fastnn import _engine
-from fastnn.train import NonFiniteLossError, run_epoch
+from fastnn._engine import NonFiniteLossError, run_epoch
 
 from . import _solvers
 
