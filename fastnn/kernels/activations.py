@@ -1,11 +1,11 @@
 """Hidden-layer activations: forward in place, derivative written in terms of the *output*.
 
-One source for every activation: a scalar pair ``act(z)`` / ``grad(a)`` (``grad`` is ``act'(z)``
-expressed through ``a = act(z)``, so backprop never keeps ``z``), and one place,
-:func:`apply_activation`, that maps an integer code to its pair.  Loops take the pair as
-compile-time arguments, so the dispatch on ``code`` happens once per call, outside the inner
-loop, and every loop is specialised and vectorised for each activation.  The dense layer
-(:mod:`fastnn.kernels.dense`) fuses the same scalar functions into its own loops.
+Two passes, one implementation of each formula: :func:`bias_activation` (``z = act(z + b)`` on
+a block of rows, the forward pass of a layer) and :func:`activation_grad` (``d *= act'(z)``,
+with ``act'`` written through the output ``a = act(z)``, so backprop never keeps ``z``).  The
+training engine (:mod:`fastnn.kernels.engine`) and the 2-D kernels :func:`activation_forward` /
+:func:`activation_backward` call them.  The dispatch on ``code`` happens per row (or per call),
+outside the inner loop, and every inner loop runs on a slice from index 0, so it vectorises.
 
 ====== ============ ============================== ======================
 code   name         act(z)                         act'(z) through a
@@ -21,13 +21,15 @@ NaN in gives NaN out for every activation (relu of NaN is NaN, as in ``np.maximu
 """
 from __future__ import annotations
 
+import numpy as np
+
 from fastnn._jit import jit
 from fastnn.kernels._math import exp, expm1, like
 
 __all__ = [
     "IDENTITY", "LOGISTIC", "TANH", "RELU", "LEAKY_RELU", "LEAKY_SLOPE",
-    "ACTIVATIONS", "activation_code", "activation_forward", "activation_backward",
-    "apply_activation",
+    "ACTIVATIONS", "activation_code", "logistic", "bias_activation", "activation_grad",
+    "activation_forward", "activation_backward",
 ]
 
 IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU = 0, 1, 2, 3, 4
@@ -53,29 +55,13 @@ def activation_code(name):
         raise ValueError(f"activation must be one of {allowed}; got {name!r}") from None
 
 
-# --------------------------------------------------------------------------- scalar pairs
-# Each takes and returns one float32/float64 scalar; constants go through like() so float32
-# arithmetic stays float32.
+# --------------------------------------------------------------------------- scalar functions
+# The two activations that need ``exp``; constants go through like() so float32 stays float32.
 @jit
-def _identity(z):
-    return z
-
-
-@jit
-def _identity_grad(a):
-    return like(1.0, a)
-
-
-@jit
-def _logistic(z):
-    # Accurate for every z (no cancellation: 1 + e^-z >= 1); for very negative z, e^-z = inf
-    # gives exactly 0, for large z exactly 1 (compiled code raises no overflow warning).
+def logistic(z):
+    """``1 / (1 + e^-z)``: accurate for every z (no cancellation: ``1 + e^-z >= 1``); very
+    negative z gives exactly 0 (``e^-z = inf``), large z exactly 1."""
     return like(1.0, z) / (like(1.0, z) + exp(-z))
-
-
-@jit
-def _logistic_grad(a):
-    return a * (like(1.0, a) - a)
 
 
 @jit
@@ -86,65 +72,60 @@ def _tanh(z):
     return -y if z < like(0.0, z) else y
 
 
+# --------------------------------------------------------------------------- passes
 @jit
-def _tanh_grad(a):
-    return like(1.0, a) - a * a
+def bias_activation(z, zo, rows, width, b, code):
+    """``z = act(z + b)`` on the ``rows x width`` row-major block at ``z[zo:]``.
 
-
-@jit
-def _relu(z):
-    return like(0.0, z) if z < like(0.0, z) else z
-
-
-@jit
-def _relu_grad(a):
-    return like(1.0, a) if a > like(0.0, a) else like(0.0, a)
-
-
-@jit
-def _leaky_relu(z):
-    return like(LEAKY_SLOPE, z) * z if z < like(0.0, z) else z
-
-
-@jit
-def _leaky_relu_grad(a):
-    return like(1.0, a) if a > like(0.0, a) else like(LEAKY_SLOPE, a)
-
-
-@jit(inline="always")
-def apply_activation(code, loop, args):
-    """Call ``loop(act, grad, args)`` with the scalar pair of activation ``code``.
-
-    The one dispatch point from code to functions: every loop over an activation goes through
-    it, so ``loop`` is compiled once per activation with ``act``/``grad`` inlined.
+    Parameters
+    ----------
+    z : float32[:] or float64[:] — the flat buffer holding the block (updated in place).
+    zo, rows, width : int — the block's offset and shape.
+    b : float[width] — the bias (zeros for none).
+    code : int — activation code (:data:`ACTIVATIONS`); an unknown code means identity.
     """
-    if code == LOGISTIC:
-        loop(_logistic, _logistic_grad, args)
+    zero = like(0.0, z)
+    slope = like(LEAKY_SLOPE, z)
+    for i in range(rows):
+        r = z[zo + i * width:zo + (i + 1) * width]
+        if code == RELU:  # (NaN stays NaN: the comparison is False)
+            for j in range(width):
+                v = r[j] + b[j]
+                r[j] = zero if v < zero else v
+        elif code == LOGISTIC:
+            for j in range(width):
+                r[j] = logistic(r[j] + b[j])
+        elif code == TANH:
+            for j in range(width):
+                r[j] = _tanh(r[j] + b[j])
+        elif code == LEAKY_RELU:
+            for j in range(width):
+                v = r[j] + b[j]
+                r[j] = slope * v if v < zero else v
+        else:
+            for j in range(width):
+                r[j] += b[j]
+
+
+@jit
+def activation_grad(d, a, n, code):
+    """``d[:n] *= act'(z)``, with ``act'`` through the output ``a = act(z)``: logistic
+    ``a (1 - a)``, tanh ``1 - a²``, relu ``1 if a > 0 else 0``, leaky relu ``1 if a > 0 else
+    0.01``, identity 1.  ``d``, ``a`` : float[n] slices, same dtype."""
+    one, zero = like(1.0, d), like(0.0, d)
+    slope = like(LEAKY_SLOPE, d)
+    if code == RELU:
+        for j in range(n):
+            d[j] *= one if a[j] > zero else zero
+    elif code == LOGISTIC:
+        for j in range(n):
+            d[j] *= a[j] * (one - a[j])
     elif code == TANH:
-        loop(_tanh, _tanh_grad, args)
-    elif code == RELU:
-        loop(_relu, _relu_grad, args)
+        for j in range(n):
+            d[j] *= one - a[j] * a[j]
     elif code == LEAKY_RELU:
-        loop(_leaky_relu, _leaky_relu_grad, args)
-    else:
-        loop(_identity, _identity_grad, args)
-
-
-# --------------------------------------------------------------------------- loops
-@jit(inline="always")
-def _forward_loop(act, grad, args):
-    (z,) = args
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] = act(z[i, j])
-
-
-@jit(inline="always")
-def _backward_loop(act, grad, args):
-    a, delta = args
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            delta[i, j] *= grad(a[i, j])
+        for j in range(n):
+            d[j] *= one if a[j] > zero else slope
 
 
 @jit
@@ -158,8 +139,9 @@ def activation_forward(z, code):
     code : int
         Activation code (:data:`ACTIVATIONS`); an unknown code means identity.
     """
-    if code != IDENTITY:
-        apply_activation(code, _forward_loop, (z,))
+    if z.size > 0:
+        bias_activation(z.ravel(), np.int64(0), np.int64(1), z.size, np.zeros(z.size, z.dtype),
+                        code)
 
 
 @jit
@@ -175,5 +157,4 @@ def activation_backward(a, delta, code):
     code : int
         Activation code (:data:`ACTIVATIONS`).
     """
-    if code != IDENTITY:
-        apply_activation(code, _backward_loop, (a, delta))
+    activation_grad(delta.ravel(), a.ravel(), a.size, code)

@@ -44,18 +44,15 @@ from fastnn._jit import jit
 from fastnn.kernels._blas import gemm_flat
 from fastnn.kernels._cpu import FTZ_DAZ, blas_threads, fp_mode, set_blas_threads, set_fp_mode
 from fastnn.kernels._math import like
-from fastnn.kernels.activations import (
-    IDENTITY, LEAKY_RELU, LOGISTIC, RELU, TANH,
-    _leaky_relu, _leaky_relu_grad, _logistic, _logistic_grad, _relu, _relu_grad, _tanh,
-    _tanh_grad,
-)
+from fastnn.kernels.activations import activation_grad, bias_activation, logistic
 from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 from fastnn.kernels.softmax import (
     _ce_label_row, _ce_probs_row, _poisson_row, _sigmoid_ce_row, _softmax_row, _squared_row,
 )
 
 __all__ = [
-    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "LOSS_ROWS", "loss_marker", "SMALL_MACS", "BLAS_SERIAL_MAX",
+    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "LOSS_ROWS", "loss_marker",
+    "SMALL_MACS", "BLAS_SERIAL_MAX",
     "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
     "loss_grad", "forward", "epoch_end",
 ]
@@ -116,48 +113,6 @@ def workspace_size(sizes, rows):
     return rows * (sizes[0] + 2 * sum(sizes[1:]))
 
 
-# --------------------------------------------------------------------------- activations
-@jit(**_INTERNAL)
-def _bias_act(z, zo, rows, width, params, bo, code):
-    """``z = act(z + b)`` on a ``rows x width`` block at ``z[zo:]`` (row by row: each row is a
-    slice, so its loop has no index wraparound and vectorises)."""
-    b = params[bo:bo + width]
-    for i in range(rows):
-        r = z[zo + i * width:zo + (i + 1) * width]
-        if code == RELU:
-            for j in range(width):
-                r[j] = _relu(r[j] + b[j])
-        elif code == LOGISTIC:
-            for j in range(width):
-                r[j] = _logistic(r[j] + b[j])
-        elif code == TANH:
-            for j in range(width):
-                r[j] = _tanh(r[j] + b[j])
-        elif code == LEAKY_RELU:
-            for j in range(width):
-                r[j] = _leaky_relu(r[j] + b[j])
-        else:
-            for j in range(width):
-                r[j] += b[j]
-
-
-@jit(**_INTERNAL)
-def _act_grad(d, a, n, code):
-    """``d *= act'(z)`` on ``n`` values, ``act'`` written through the output ``a``."""
-    if code == RELU:
-        for j in range(n):
-            d[j] *= _relu_grad(a[j])
-    elif code == LOGISTIC:
-        for j in range(n):
-            d[j] *= _logistic_grad(a[j])
-    elif code == TANH:
-        for j in range(n):
-            d[j] *= _tanh_grad(a[j])
-    elif code == LEAKY_RELU:
-        for j in range(n):
-            d[j] *= _leaky_relu_grad(a[j])
-
-
 # --------------------------------------------------------------------------- one batch
 @jit(**_INTERNAL)
 def _fwd(x0, xo, rows, tables, params, ws, cap):
@@ -171,7 +126,7 @@ def _fwd(x0, xo, rows, tables, params, ws, cap):
         d_in, d_out = sizes[l], sizes[l + 1]
         gemm_flat(no, no, rows, d_out, d_in, 1.0, src, so, d_in, params, w_off[l], d_out, 0.0,
             ws, ao, d_out)
-        _bias_act(ws, ao, rows, d_out, params, b_off[l], codes[l])
+        bias_activation(ws, ao, rows, d_out, params[b_off[l]:b_off[l] + d_out], codes[l])
         src, so = ws, ao
         ao += cap * d_out
     return so
@@ -236,8 +191,8 @@ def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, 
             # δ_prev = (δ Wᵀ) ⊙ act'(a_prev), with the old W
             gemm_flat(no, yes, rows, d_in, d_out, 1.0, ws, do, d_out, params, w_off[l], d_out,
                 0.0, ws, po + cap * h_total, d_in)
-            _act_grad(ws[po + cap * h_total:po + cap * h_total + rows * d_in],
-                      ws[po:po + rows * d_in], rows * d_in, codes[l - 1])
+            activation_grad(ws[po + cap * h_total:po + cap * h_total + rows * d_in],
+                            ws[po:po + rows * d_in], rows * d_in, codes[l - 1])
         else:
             a_prev, pa = x0, xo
             po = 0
@@ -335,7 +290,7 @@ def forward(x, tables, out_kind, params, ws, chunk, out):
                 _softmax_row(z, o)
             elif out_kind == OUT_SIGMOID:
                 for j in range(k):
-                    o[j] = _logistic(z[j])
+                    o[j] = logistic(z[j])
             else:
                 for j in range(k):
                     o[j] = z[j]
