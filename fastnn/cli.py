@@ -168,13 +168,26 @@ def _run_train(args):
 
 
 def _digits():
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
+    """scikit-learn's digits (the file it ships, read as ``load_digits`` reads it: importing
+    scikit-learn itself would cost most of a second of the main job's start-up)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
         raise CLIError("the default dataset comes with scikit-learn: pip install fastnn[sklearn], "
-                       "or pass --data FILE") from None
-    X, y = load_digits(return_X_y=True)
-    return X, y, None
+                       "or pass --data FILE")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data",
+                        "digits.csv.gz")
+    if not os.path.exists(path):  # another layout: scikit-learn's own loader
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X, y, None
+    import numpy as np
+
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int), None
 
 
 def _epoch_printer(epochs):
