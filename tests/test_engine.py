@@ -399,7 +399,7 @@ from fastnn.kernels import engine, softmax
 X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
 net = fastnn.Network([3, 4, 2], dtype="float32", seed=0)
 fastnn.fit(net, X, np.arange(20) % 2, epochs=1, batch_size=8, optimizer=fastnn.Adam())
-print(len(softmax._ce_label_row.signatures), len(softmax._sigmoid_ce_row.signatures),
+print(len(softmax.ce_labels_block.signatures), len(softmax._sigmoid_ce_row.signatures),
       len(softmax._squared_row.signatures), engine.train_epochs.stats.cache_hits.total()
       if hasattr(engine.train_epochs.stats.cache_hits, "total")
       else sum(engine.train_epochs.stats.cache_hits.values()))

@@ -407,3 +407,32 @@ def test_gemm_in_row_chunks_matches_numpy(m, n, k, transa, transb, dtype):
     gemm(transa, transb, -0.5, a, b, 2.0, c)
     np.testing.assert_allclose(c, expected + 2.0 * c0, rtol=tol,
                                atol=tol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transa,transb", [(False, False), (False, True), (True, False),
+                                           (True, True)])
+@pytest.mark.parametrize("m,n,k", [(200, 100, 64), (64, 100, 200), (37, 300, 199), (3, 2, 4)])
+def test_flat_gemm_on_offsets_matches_numpy(m, n, k, transa, transb, dtype):
+    # the engine's products: blocks at offsets in flat buffers, row strides wider than the
+    # blocks, beta 0 and 1; sizes below, inside and above the chunked range
+    from fastnn.kernels._blas import gemm_flat
+
+    rng = np.random.default_rng(m * n + k)
+    ra, ca = (k, m) if transa else (m, k)
+    rb, cb = (n, k) if transb else (k, n)
+    a = rng.standard_normal(5 + ra * (ca + 3)).astype(dtype)
+    b = rng.standard_normal(7 + rb * (cb + 1)).astype(dtype)
+    A = a[5:].reshape(ra, ca + 3)[:, :ca]
+    B = b[7:].reshape(rb, cb + 1)[:, :cb]
+    opa, opb = (A.T if transa else A), (B.T if transb else B)
+    expected = opa.astype(np.float64) @ opb.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for beta in (0.0, 1.0):
+        c = np.full(11 + m * (n + 2), np.nan if beta == 0 else 0.5, dtype=dtype)
+        gemm_flat(transa, transb, m, n, k, -0.5, a, 5, ca + 3, b, 7, cb + 1, beta, c, 11, n + 2)
+        C = c[11:].reshape(m, n + 2)
+        want = -0.5 * expected + (0.5 if beta else 0.0)
+        np.testing.assert_allclose(C[:, :n], want, rtol=tol, atol=tol * np.abs(want).max())
+        outside = np.concatenate([c[:11], C[:, n:].ravel()])
+        assert (np.isnan(outside) if beta == 0 else outside == 0.5).all()

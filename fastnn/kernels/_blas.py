@@ -157,9 +157,31 @@ def _gemm_call(transa, transb, alpha, a, b, beta, c):
 def gemm_flat(transa, transb, m, n, k, alpha, a, ao, lda, b, bo, ldb, beta, c, co, ldc):
     """``C = alpha op(A) op(B) + beta C`` on flat row-major buffers: ``C`` (``m x n``) at
     ``c[co:]`` with row stride ``ldc``; ``op(A)`` is ``m x k``, ``A`` stored at ``a[ao:]`` with
-    row stride ``lda`` (``A`` is ``k x m`` when ``transa``); the same for ``B``."""
+    row stride ``lda`` (``A`` is ``k x m`` when ``transa``); the same for ``B``.  Products of
+    ``SPLIT_MIN`` to ``SPLIT_MAX`` multiply-adds run in chunks (see :data:`SPLIT_MIN`)."""
     if m == 0 or n == 0:
         return
+    mnk = m * n * k
+    if mnk <= SPLIT_MIN or mnk > SPLIT_MAX or (transa and transb):
+        _gemm_flat_call(transa, transb, m, n, k, alpha, a, ao, lda, b, bo, ldb, beta, c, co, ldc)
+        return
+    parts = (mnk + SPLIT_MIN - 1) // SPLIT_MIN
+    if not transa:  # rows of C come from rows of A: independent products
+        step = (m + parts - 1) // parts
+        for i in range(0, m, step):
+            _gemm_flat_call(False, transb, min(step, m - i), n, k, alpha, a, ao + i * lda, lda,
+                            b, bo, ldb, beta, c, co + i * ldc, ldc)
+    else:  # C = alpha Aᵀ B + beta C sums over the rows of A and B: accumulate chunk by chunk
+        step = (k + parts - 1) // parts
+        for i in range(0, k, step):
+            _gemm_flat_call(True, transb, m, n, min(step, k - i), alpha, a, ao + i * lda, lda,
+                            b, bo + (i if transb else i * ldb), ldb, beta if i == 0 else 1.0,
+                            c, co, ldc)
+
+
+@jit
+def _gemm_flat_call(transa, transb, m, n, k, alpha, a, ao, lda, b, bo, ldb, beta, c, co, ldc):
+    """One BLAS call for :func:`gemm_flat` (same arguments)."""
     # Column-major view: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m)
     _xgemm(_T if transb else _N, _T if transa else _N, n, m, k, alpha,
            b[bo:], max(ldb, 1), a[ao:], max(lda, 1), beta, c[co:], max(ldc, 1))

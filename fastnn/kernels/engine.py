@@ -47,7 +47,7 @@ from fastnn.kernels._math import like
 from fastnn.kernels.activations import activation_grad, bias_activation, logistic
 from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 from fastnn.kernels.softmax import (
-    _ce_label_row, _ce_probs_row, _poisson_row, _sigmoid_ce_row, _softmax_row, _squared_row,
+    _ce_probs_row, _poisson_row, _sigmoid_ce_row, _softmax_row, _squared_row, ce_labels_block,
 )
 
 __all__ = [
@@ -65,8 +65,9 @@ OUT_IDENTITY = 2
 OUT_POISSON = 3
 
 #: the row functions of the fused losses; ``LOSS_ROWS[i]`` is selected by the marker
-#: :func:`loss_marker` ``(i)``
-LOSS_ROWS = (_ce_label_row, _ce_probs_row, _sigmoid_ce_row, _squared_row, _poisson_row)
+#: :func:`loss_marker` ``(i)``; marker 0 (a softmax with integer labels) selects the block
+#: kernel ``ce_labels_block`` instead
+LOSS_ROWS = (None, _ce_probs_row, _sigmoid_ce_row, _squared_row, _poisson_row)
 
 
 def loss_marker(out_kind, labels):
@@ -80,14 +81,33 @@ def loss_marker(out_kind, labels):
     return (0,) * (index + 1)
 
 
-def _loss_row(loss, z, t, c, dz):
+def _loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
+    """The fused output loss of rows ``order[i0:i0 + rows]``: logits at ``ws[zo:]``, writes
+    ``dL/dz`` at ``ws[do:]``; returns ``sum_i w_i l_i / wsum``.  ``loss``: the marker of the
+    loss (:func:`loss_marker`)."""
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(_loss_row)
-def _loss_row_ov(loss, z, t, c, dz):
-    row = LOSS_ROWS[loss.count - 1]
-    return lambda loss, z, t, c, dz: row(z, t, c, dz)
+@overload(_loss)
+def _loss_ov(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
+    if loss.count == 1:
+        return lambda loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum: ce_labels_block(
+            ws, zo, ws, do, rows, k, tgt, sw, order, i0, wsum)
+    row_fn = LOSS_ROWS[loss.count - 1]
+
+    def rows_loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
+        weighted = sw.shape[0] > 0
+        total = 0.0
+        for i in range(rows):
+            src = order[i0 + i]
+            w = np.float64(sw[src]) if weighted else 1.0
+            row = row_fn(ws[zo + i * k:zo + (i + 1) * k], tgt[src], w / wsum,
+                         ws[do + i * k:do + (i + 1) * k])
+            if w != 0.0:  # (a zero-weight row adds nothing, even where its loss is infinite)
+                total += w * row
+        return total / wsum
+
+    return rows_loss
 
 #: plain SGD is folded into the weight-gradient GEMM above this many multiply-adds
 SMALL_MACS = 256
@@ -130,23 +150,6 @@ def _fwd(x0, xo, rows, tables, params, ws, cap):
         src, so = ws, ao
         ao += cap * d_out
     return so
-
-
-@jit(**_INTERNAL)
-def _loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
-    """The fused output loss of rows ``order[i0:i0 + rows]``: logits at ``ws[zo:]``, writes
-    ``dL/dz`` at ``ws[do:]``; returns ``sum_i w_i l_i / wsum``.  ``loss``: the marker of the
-    loss's row function (:func:`loss_marker`)."""
-    weighted = sw.shape[0] > 0
-    total = 0.0
-    for i in range(rows):
-        src = order[i0 + i]
-        w = np.float64(sw[src]) if weighted else 1.0
-        row = _loss_row(loss, ws[zo + i * k:zo + (i + 1) * k], tgt[src], w / wsum,
-                        ws[do + i * k:do + (i + 1) * k])
-        if w != 0.0:  # (a zero-weight row adds nothing, even where its loss is infinite)
-            total += w * row
-    return total / wsum
 
 
 @jit(**_INTERNAL)

@@ -187,21 +187,49 @@ def log_softmax(z, out):
 
 # --------------------------------------------------------------------------- cross-entropy
 @jit
-def _ce_label_row(z, y, c, dz):
-    """Loss of one row with label ``y``; ``dz = c (p - onehot(y))``, ``c = w_i / sum w``."""
-    k = z.shape[0]
-    m = _row_max(z)
-    zy = z[y]  # read before dz (which may be z) is overwritten
-    if m == -np.inf:
-        dz[:] = like(c / k, z)
-        dz[y] -= like(c, z)
-        return math.log(k)
-    s = _exp_sum(z, m, dz)
-    scale = like(c / s, z)
-    for j in range(k):
-        dz[j] = _flush(dz[j] * scale)
-    dz[y] -= like(c, z)
-    return _exact_sub(_exact_sub(np.float64(m), np.float64(zy)), -math.log(np.float64(s)))
+def ce_labels_block(z, zo, dz, do, rows, k, labels, sw, order, i0, wsum):
+    """Fused softmax + cross-entropy with integer labels on a ``rows x k`` row-major block.
+
+    Rows ``i`` of the block are samples ``order[i0 + i]`` (their label and weight); logits at
+    ``z[zo:]``, ``dL/dz = w_i (p_i - onehot(y_i)) / wsum`` written at ``dz[do:]`` (may be the
+    same memory).  Returns ``sum_i w_i l_i / wsum``.  In passes over the whole block — row max
+    and shift, ONE ``exp`` over all ``rows * k`` values, then row sums and scaling — so the
+    ``exp`` vectorises even where a row (10 classes) is shorter than a SIMD vector.  A row of
+    all ``-inf`` is uniform (loss ``log k``); a row with NaN or ``+inf`` gives NaN."""
+    weighted = sw.shape[0] > 0
+    total = 0.0
+    for i in range(rows):
+        zr = z[zo + i * k:zo + (i + 1) * k]
+        dr = dz[do + i * k:do + (i + 1) * k]
+        src = order[i0 + i]
+        w = np.float64(sw[src]) if weighted else 1.0
+        m = _row_max(zr)
+        if m == -np.inf:  # fully masked row: exp(0) everywhere below, i.e. uniform
+            for j in range(k):
+                dr[j] = like(0.0, zr)
+            continue
+        if w != 0.0:  # (read before dz, which may be z, is written)
+            total += w * _exact_sub(np.float64(m), np.float64(zr[labels[src]]))
+        for j in range(k):
+            dr[j] = zr[j] - m
+    block = dz[do:do + rows * k]
+    for j in range(rows * k):
+        block[j] = exp(block[j])
+    for i in range(rows):
+        dr = dz[do + i * k:do + (i + 1) * k]
+        src = order[i0 + i]
+        w = np.float64(sw[src]) if weighted else 1.0
+        s = like(0.0, dr)
+        for j in range(k):
+            s += dr[j]
+        if w != 0.0:
+            total += w * math.log(np.float64(s))
+        c = w / wsum
+        scale = like(c / s, dr)
+        for j in range(k):
+            dr[j] = _flush(dr[j] * scale)
+        dr[labels[src]] -= like(c, dr)
+    return total / wsum
 
 
 @jit
@@ -227,13 +255,9 @@ def softmax_cross_entropy_labels(z, labels, sw, dz):
     float
         The weighted mean loss.
     """
-    n = z.shape[0]
-    wsum, weighted = _weights(sw, n)
-    total = 0.0
-    for i in range(n):
-        w = np.float64(sw[i]) if weighted else 1.0
-        total += w * _ce_label_row(z[i], labels[i], w / wsum, dz[i])
-    return total / wsum
+    n, k = z.shape
+    wsum, _ = _weights(sw, n)
+    return ce_labels_block(z.ravel(), 0, dz.ravel(), 0, n, k, labels, sw, np.arange(n), 0, wsum)
 
 
 @jit
