@@ -136,6 +136,18 @@ def _engine_kernels(dtype, rng, step):
 
         step(f"epoch+forward ({output}/{kind})", epoch)
 
+    def poisson():  # MLPRegressor(loss="poisson"): an identity network trained as exp + deviance
+        from fastnn._engine import OUT_POISSON, run_epoch, weights_array
+
+        net = Network([d, 4, k], activation="relu", output="identity", dtype=dtype, seed=0)
+        y = np.abs(_targets("values", n, k, dtype, rng))
+        run_epoch(net, X, y, Adam(1e-3), batch_size=4, order=np.arange(n), _output="exp")
+        grad = np.empty_like(net.params)
+        net.loss_grad_into(X, y, weights_array(None, net.dtype), 1e-4, grad,
+                           out_kind=OUT_POISSON)
+
+    step("epoch+loss (poisson)", poisson)
+
 
 def _functional(dtype, rng):
     from fastnn import functional as F
