@@ -14,6 +14,7 @@ each product.  Many fits use many cores as parallel fits (joblib / Dask), see do
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -34,6 +35,18 @@ class NonFiniteLossError(FloatingPointError):
 
 #: per network: the engine's scratch buffers for the last (batch size, dtype) it trained with
 _buffers_of = weakref.WeakKeyDictionary()
+#: per network: held while it trains, so that two threads training one network take turns
+#: (their steps would otherwise interleave on the same parameters and buffers)
+_locks = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _lock(net):
+    with _locks_guard:
+        lock = _locks.get(net)
+        if lock is None:
+            lock = _locks[net] = threading.Lock()
+    return lock
 
 
 def stop_state(tol, n_iter_no_change, best_loss, count, schedule="constant", lr_init=0.0,
@@ -110,15 +123,16 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     losses = np.zeros(n_epochs)
     s1, s2 = optimizer._buffers(net.params)
     hp = optimizer._hparams()
-    ws, grad, snapshot = _buffers(net, batch_size)
     kind = net.out_kind if out_kind is None else int(out_kind)
-    epochs, steps, finite, stopped = _k.train_epochs(
-        (X, targets, sw), loss_marker(kind, targets), orders, batch_size, net.tables, net.params,
-        grad, (optimizer.kind, hp, s1, s2), optimizer.t, float(alpha), ws,
-        float(data_loss_scale), stop, losses, snapshot,
-        one_blas_thread(net.layer_sizes, batch_size))
-    optimizer.t += steps
-    optimizer.lr = float(hp[0])
+    with _lock(net):
+        ws, grad, snapshot = _buffers(net, batch_size)
+        epochs, steps, finite, stopped = _k.train_epochs(
+            (X, targets, sw), loss_marker(kind, targets), orders, batch_size, net.tables,
+            net.params, grad, (optimizer.kind, hp, s1, s2), optimizer.t, float(alpha), ws,
+            float(data_loss_scale), stop, losses, snapshot,
+            one_blas_thread(net.layer_sizes, batch_size))
+        optimizer.t += steps
+        optimizer.lr = float(hp[0])
     failed = 0 if finite else min(steps_per_epoch, max(1, steps - epochs * steps_per_epoch + 1))
     return losses[:epochs], bool(stopped), failed
 

@@ -411,3 +411,64 @@ print(len(softmax.ce_labels_block.signatures), len(softmax._sigmoid_ce_row.signa
         assert out.returncode == 0, out.stderr
     assert outs[0].stdout.split() == ["1", "0", "0", "0"]  # the label cross-entropy only
     assert outs[1].stdout.split()[3] == "1"  # the second process loads the epoch kernel
+
+
+# --------------------------------------------------------------------------- 6. misuse
+def test_read_only_input_trains():
+    X, y = _data("softmax", "float32", n=40)
+    X = np.frombuffer(X.tobytes(), dtype=np.float32).reshape(40, 5)  # read-only, C-contiguous
+    assert not X.flags.writeable
+    a, b = _net("softmax", "float32"), _net("softmax", "float32")
+    fastnn.fit(a, X, y, epochs=2, batch_size=8, optimizer=fastnn.Adam(0.01), seed=0)
+    fastnn.fit(b, X.copy(), y, epochs=2, batch_size=8, optimizer=fastnn.Adam(0.01), seed=0)
+    np.testing.assert_array_equal(a.params, b.params)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_run_epoch_rejects_rows_out_of_range():
+    net = _net("softmax", "float64")
+    X, y = _data("softmax", "float64", n=10)
+    for bad in ([0, 10], [-1, 2]):
+        with pytest.raises(ValueError, match=r"order must hold row indices in \[0, 10\)"):
+            run_epoch(net, X, prepare_targets(net, y), fastnn.SGD(0.1), batch_size=2,
+                      order=np.array(bad))
+
+
+def test_divergence_leaves_a_network_that_predicts_and_trains_again():
+    net = _net("softmax", "float64")
+    X, y = _data("softmax", "float64", n=64)
+    start = net.params.copy()
+    with pytest.raises(NonFiniteLossError, match="start of the epoch"):
+        fastnn.fit(net, X, y, epochs=3, batch_size=8, optimizer=fastnn.SGD(1e200), seed=0)
+    np.testing.assert_array_equal(net.params, start)
+    assert np.isfinite(net.predict_proba(X)).all()
+    fastnn.fit(net, X, y, epochs=3, batch_size=8, optimizer=fastnn.SGD(0.1), seed=0)
+    assert np.isfinite(net.params).all()
+
+
+def test_two_threads_training_one_network_take_turns():
+    import threading
+
+    X, y = _data("softmax", "float64", n=4000)
+    t = None
+    net, ref_net = _net("softmax", "float64"), _net("softmax", "float64")
+    t = prepare_targets(net, y)
+    order = np.random.default_rng(0).permutation(4000)  # every epoch the same order: any
+    errors = []                                         # sequence of whole epochs is the same
+
+    def train(n, opt):
+        try:
+            for _ in range(5):
+                run_epoch(n, X, t, opt, batch_size=8, order=order)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=train, args=(net, fastnn.SGD(0.01))) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    train(ref_net, fastnn.SGD(0.01))  # ten whole epochs one after the other
+    train(ref_net, fastnn.SGD(0.01))
+    np.testing.assert_array_equal(net.params, ref_net.params)
