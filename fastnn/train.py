@@ -237,7 +237,10 @@ def _validation_metrics(net, Xv, yv):
         truth = yv if yv.ndim == 1 else np.argmax(yv, axis=1)
         return float(loss), float(np.mean(np.argmax(z, axis=1) == truth)), None
     if net.output == "sigmoid":
-        loss, _ = F.sigmoid_cross_entropy(z, yv)
+        if net.loss == "squared_error":  # the non-canonical pair: the loss it is trained with
+            loss, _ = F.squared_error(net.forward(Xv), yv)
+        else:
+            loss, _ = F.sigmoid_cross_entropy(z, yv)
         return float(loss), float(np.mean(np.all((z > 0) == (yv > 0.5), axis=1))), None
     loss, _ = F.squared_error(z, yv)
     r = z.astype(np.float64) - yv

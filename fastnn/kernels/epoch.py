@@ -12,8 +12,8 @@ arrays, whose reflection costs ~60 µs per call):
     activation code of each layer's output (:mod:`fastnn.kernels.activations`); the last
     entry is ``IDENTITY``: the output nonlinearity lives in the fused loss.
 ``out_kind : int``
-    :data:`OUT_SOFTMAX` (cross-entropy), :data:`OUT_SIGMOID` (binary cross-entropy) or
-    :data:`OUT_IDENTITY` (squared error).
+    :data:`OUT_SOFTMAX` (cross-entropy), :data:`OUT_SIGMOID` (binary cross-entropy),
+    :data:`OUT_IDENTITY` (squared error) or :data:`OUT_SIGMOID_SE` (sigmoid + squared error).
 
 Workspace ``ws`` (one flat buffer of the params' dtype, allocated once per network and batch
 size, see :func:`workspace_size`): an input block ``[B, sizes[0]]`` (when rows are gathered),
@@ -49,6 +49,7 @@ from fastnn.kernels.softmax import (
     _row_max,
     _weights,
     sigmoid_cross_entropy,
+    sigmoid_squared_error,
     softmax,
     softmax_cross_entropy_labels,
     softmax_cross_entropy_probs,
@@ -58,7 +59,8 @@ from fastnn.kernels.softmax import (
 from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 
 __all__ = [
-    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "workspace_size",
+    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE",
+    "workspace_size",
     "network_forward", "network_loss_grad", "epoch_steps",
 ]
 
@@ -68,6 +70,9 @@ OUT_IDENTITY = 2
 #: not a Network output: an identity-output network trained as ``exp`` + half Poisson deviance
 #: (MLPRegressor(loss='poisson'), through ``fastnn.train.run_epoch(..., _output='exp')``)
 OUT_POISSON = 3
+#: sigmoid outputs trained with squared error (``Network(output="sigmoid",
+#: loss="squared_error")``): the non-canonical pair, kept for teaching; forward as OUT_SIGMOID
+OUT_SIGMOID_SE = 4
 #: inside the epoch, a layer whose products have fewer multiply-adds (``n * d_in * d_out``) runs
 #: its GEMMs on ONE BLAS thread: waking OpenBLAS's second thread for a small product costs more
 #: than it saves (measured, float32, 2 cores: the digits epoch, 200x64x100 and 200x100x10 layers,
@@ -207,6 +212,8 @@ def _output_loss(z, labels, targets, sw, dz, out_kind):
         return sigmoid_cross_entropy(z, targets, sw, dz)
     if out_kind == OUT_POISSON:
         return poisson_deviance(z, targets, sw, dz)
+    if out_kind == OUT_SIGMOID_SE:
+        return sigmoid_squared_error(z, targets, sw, dz)
     return squared_error(z, targets, sw, dz)
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "softmax_backward",
     "sigmoid_cross_entropy",
     "squared_error",
+    "sigmoid_squared_error",
     "poisson_deviance",
 ]
 
@@ -428,6 +429,51 @@ def squared_error(pred, y, sw, dpred):
             r = pred[i, j] - y[i, j]
             row += np.float64(r * r)
             dpred[i, j] = c * r
+        total += w * row
+    return total / (2.0 * wsum)
+
+
+@jit
+def sigmoid_squared_error(z, y, sw, dz):
+    """Sigmoid outputs with squared error (not a canonical pair): loss and gradient from logits.
+
+    ``p = sigmoid(z)``, ``loss = sum_i w_i ||p_i - y_i||^2 / (2 sum w)`` and
+    ``dz_i = w_i (p_i - y_i) p_i (1 - p_i) / sum w``: the factor ``p (1 - p)`` stays, so an
+    output saturated at the wrong end (``p ~ 0`` where ``y = 1``) gets almost no gradient.
+    ``p (1 - p)`` is taken as ``e / (1 + e)^2`` with ``e = exp(-|z|)``, exact for large ``|z|``.
+
+    Parameters
+    ----------
+    z : float32[n, k] or float64[n, k], C-contiguous
+        Logits.
+    y : same dtype and shape as ``z``, C-contiguous
+        Targets in ``[0, 1]``.
+    sw : float[n] or float[0], same dtype as ``z``
+        Sample weights; empty means unweighted.
+    dz : same dtype and shape as ``z``, C-contiguous
+        Gradient with respect to ``z``, written in place; may be ``z`` (not ``y``).
+
+    Returns
+    -------
+    float
+        The weighted mean loss.
+    """
+    n, k = z.shape
+    wsum, weighted = _weights(sw, n)
+    one, zero = like(1.0, z), like(0.0, z)
+    total = 0.0
+    for i in range(n):
+        w = np.float64(sw[i]) if weighted else 1.0
+        c = like(w / wsum, z)
+        row = 0.0
+        for j in range(k):
+            zj = z[i, j]
+            e = exp(-abs(zj))
+            q = one / (one + e)
+            p = q if zj >= zero else e * q
+            r = p - y[i, j]
+            row += np.float64(r * r)
+            dz[i, j] = _flush(c * r * (e * q * q))
         total += w * row
     return total / (2.0 * wsum)
 
