@@ -101,7 +101,7 @@ class Diagnosis:
         return len(self.findings)
 
     def __str__(self):
-        lines = [self._header]
+        lines = [textwrap.fill(self._header, 96, subsequent_indent="  ")]
         n_prob = len(self.problems)
         n_note = len(self.findings) - n_prob
         if n_prob:

@@ -255,19 +255,23 @@ class Network:
 
         ``X : float[n, layer_sizes[0]]`` (any numeric dtype; converted to :attr:`dtype`).
         Returns a list of ``n_layers`` arrays ``float[n, layer_sizes[l + 1]]`` of :attr:`dtype`,
-        computed by the same dense kernel as :meth:`forward` (for inspecting a network, e.g.
-        :func:`fastnn.diagnose`; all of them are held at once, so pass a sample of rows).
+        for inspecting a network (e.g. :func:`fastnn.diagnose`): all of them are held at once,
+        so pass a sample of rows.  Hidden layer ``l`` is computed by the kernel of
+        :meth:`forward` run on the first ``l`` layers (no other kernel to compile; ``O(L^2)``
+        layer evaluations for ``L`` layers).
         """
-        from fastnn.kernels.dense import dense_forward
-
         a = _as_input(X, self.layer_sizes[0], self.dtype)
+        n = a.shape[0]
         outs = []
         for l in range(self.n_layers - 1):
-            h = np.empty((a.shape[0], self.layer_sizes[l + 1]), dtype=self.dtype)
-            dense_forward(a, self.weights[l], self.biases[l], self._codes[l], h)
+            sizes = self._sizes[:l + 2]
+            ws = np.empty(_k.workspace_size(sizes, max(n, 1), False), dtype=self.dtype)
+            h = np.empty((n, self.layer_sizes[l + 1]), dtype=self.dtype)
+            _k.network_forward(a, sizes, self._w_off[:l + 1], self._b_off[:l + 1],
+                               self._codes[:l + 1], _k.OUT_IDENTITY, self.params, ws,
+                               max(n, 1), h)
             outs.append(h)
-            a = h
-        outs.append(self.forward(X))
+        outs.append(self.forward(a))
         return outs
 
     def predict_proba(self, X):
