@@ -15,6 +15,7 @@ from fastnn.diagnosis import (
     COLLAPSE, SATURATED_FRACTION, PER_EXAMPLE_ROWS, Diagnosis, Finding, _chance_loss,
     _targets_vary, _units, _vec, output_spread,
 )
+from fastnn.optim import SGD
 
 #: codes that explain a collapse (output_collapse / loss_at_chance name them as the cause)
 _CAUSES = ("identical_inputs", "symmetric_units", "identical_activations", "dead_units",
@@ -41,7 +42,7 @@ def run(net, X, t, n_total, optimizer, batch_size, rng):
         net=net, X=X, t=t, m=m, outs=outs, P=outs[-1], loss=loss, grad=grad, chance=chance,
         vary=vary, high=vary and chance > 0 and loss > 0.5 * chance, rng=rng,
         x_same=m > 1 and not np.any(np.ptp(X, axis=0) > 0), optimizer=optimizer,
-        batch_size=batch_size, sgd=optimizer is not None and hasattr(optimizer, "momentum"))
+        batch_size=batch_size, sgd=isinstance(optimizer, SGD))
     c.gnorm, c.wnorm = _layer_norms(net, grad)
     findings = []
     for check in (_collapse, _at_chance, _identical_inputs, _symmetric, _identical, _dead,
