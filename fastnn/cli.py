@@ -309,7 +309,8 @@ def _run_diagnose(args):
     X, y, _ = read_data(args.data, target=args.target or meta.get("target"), labels=args.labels,
                         features=meta.get("feature_names"))
     if X.shape[1] != net.layer_sizes[0]:
-        raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects {net.layer_sizes[0]}")
+        raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects "
+                       f"{net.layer_sizes[0]}")
     if "x_mean" in arrays:
         X = (X - arrays["x_mean"]) / arrays["x_scale"]
     y = label_targets(net, y, info["classes"], args.data)

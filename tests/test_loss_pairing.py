@@ -104,7 +104,7 @@ def test_network_matches_reference(dtype):
     # not the binary cross-entropy pair: same weights, a different loss and gradient
     bce = Network._blank(net.layer_sizes, list(net.activations), "sigmoid", dtype)
     bce.params[...] = net.params
-    other_loss, other_grad = bce.loss_and_grad(X, Y)
+    other_loss, _ = bce.loss_and_grad(X, Y)
     assert other_loss != pytest.approx(net.loss_and_grad(X, Y)[0], rel=1e-3)
     np.testing.assert_array_equal(bce.forward(X), net.forward(X))  # same outputs
 
