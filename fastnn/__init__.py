@@ -26,6 +26,7 @@ _PUBLIC = {
     "Adam": "fastnn.optim",
     "AdamW": "fastnn.optim",
     "check_gradients": "fastnn.gradcheck",
+    "diagnose": "fastnn.diagnosis",
     "set_num_threads": "fastnn._threads",
     "get_num_threads": "fastnn._threads",
     # persistence

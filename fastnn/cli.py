@@ -2,6 +2,7 @@
 
 ``fastnn train``    train an MLP (scikit-learn's digits by default, or ``--data FILE``)
 ``fastnn predict``  predict with a saved model
+``fastnn diagnose`` explain why a saved model does not learn (:func:`fastnn.diagnose`)
 ``fastnn bench``    fastnn vs the NumPy reference on this machine, in under a minute
 ``fastnn warmup``   compile every kernel once so that later processes start fast
 
@@ -293,6 +294,43 @@ def _cell(v):
     return f"{v:.7g}" if floating else str(v)
 
 
+# --------------------------------------------------------------------------- diagnose
+def _add_diagnose(sub):
+    p = sub.add_parser("diagnose", help="explain why a saved model does not learn",
+                       description="Print what fastnn.diagnose measures for a saved model on a "
+                       "labelled data file (collapsed outputs, symmetric, dead or saturated "
+                       "units, cancelling, vanishing or exploding gradients).")
+    p.add_argument("--model", required=True, metavar="MODEL.npz")
+    p.add_argument("--data", required=True, metavar="PATH", help=".csv, .npz (X, y) or .npy")
+    p.add_argument("--target", metavar="COLUMN", help="label column of a .csv (default: the "
+                   "model's)")
+    p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy")
+    p.add_argument("--batch-size", type=_positive_int, help="your minibatch size (default: all)")
+    p.set_defaults(run=_run_diagnose)
+
+
+def _run_diagnose(args):
+    from fastnn import io
+    from fastnn.diagnosis import diagnose, label_targets
+
+    try:
+        model, info = io.load_model(args.model)
+    except FileNotFoundError:
+        raise CLIError(f"{args.model}: no such file") from None
+    meta, arrays = info.get("metadata") or {}, info["arrays"]
+    net = getattr(model, "network_", model)
+    X, y, _ = read_data(args.data, target=args.target or meta.get("target"), labels=args.labels,
+                        features=meta.get("feature_names"))
+    if X.shape[1] != net.layer_sizes[0]:
+        raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects "
+                       f"{net.layer_sizes[0]}")
+    if "x_mean" in arrays:
+        X = (X - arrays["x_mean"]) / arrays["x_scale"]
+    y = label_targets(net, y, info["classes"], args.data)
+    print(diagnose(net, X, y, batch_size=args.batch_size))
+    return 0
+
+
 # --------------------------------------------------------------------------- bench
 def _add_bench(sub):
     p = sub.add_parser("bench", help="fastnn vs the NumPy reference on this machine (< 1 min)",
@@ -340,8 +378,8 @@ def _run_warmup(args):
 
 # --------------------------------------------------------------------------- main
 #: subcommand name -> function(subparsers) that adds its parser and sets ``run``.
-COMMANDS = {"train": _add_train, "predict": _add_predict, "bench": _add_bench,
-            "warmup": _add_warmup}
+COMMANDS = {"train": _add_train, "predict": _add_predict, "diagnose": _add_diagnose,
+            "bench": _add_bench, "warmup": _add_warmup}
 
 
 class _Parser(argparse.ArgumentParser):

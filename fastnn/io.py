@@ -5,7 +5,7 @@ A model file is an ordinary NumPy ``.npz`` archive, read back with ``allow_pickl
 ``__fastnn__``
     a 0-d unicode array holding JSON metadata: ``format`` (always ``"fastnn-model"``),
     ``format_version``, ``kind`` (``"Network"`` or the estimator class name), ``layer_sizes``,
-    ``activations``, ``output``, ``dtype``, ``n_params``, whether ``classes`` are stored, the
+    ``activations``, ``output``, ``loss``, ``dtype``, ``n_params``, whether ``classes`` are stored, the
     estimator's ``get_params()`` and fitted attributes, and any user ``metadata``.
 ``params``
     the network's flat parameter buffer, in its own dtype (so a round trip is bit-exact).
@@ -61,6 +61,7 @@ def save(obj, path, *, classes=None, metadata=None, arrays=None):
         "layer_sizes": [int(s) for s in net.layer_sizes],
         "activations": [str(a) for a in net.activations],
         "output": str(net.output),
+        "loss": str(net.loss),
         "dtype": np.dtype(net.dtype).name,
         "n_params": int(net.params.size),
         "metadata": _jsonable(metadata or {}, "metadata"),
@@ -224,7 +225,7 @@ def load_model(path):
     where = f"{os.fspath(path)!r}"
     try:
         net = Network._blank(meta["layer_sizes"], list(meta["activations"]) or "identity",
-                             meta["output"], meta["dtype"])
+                             meta["output"], meta["dtype"], meta.get("loss"))
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{where} holds an invalid network description: {exc}") from None
     params = data.get("params")

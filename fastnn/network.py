@@ -11,11 +11,18 @@ from fastnn.kernels import engine as _k
 from fastnn._checks import all_finite, check_input  # noqa: F401  (all_finite: public here)
 from fastnn.kernels.activations import ACTIVATIONS, IDENTITY
 
-__all__ = ["Network", "OUTPUTS"]
+__all__ = ["Network", "OUTPUTS", "LOSSES"]
 
 #: output name -> kernel code; "logistic" is accepted as an alias of "sigmoid"
 OUTPUTS = {"softmax": _k.OUT_SOFTMAX, "sigmoid": _k.OUT_SIGMOID, "identity": _k.OUT_IDENTITY}
 _OUTPUT_ALIASES = {"logistic": "sigmoid"}
+#: output name -> the losses it may be trained with; the first is its canonical loss, whose
+#: fused output delta is ``p - y``.  Sigmoid + squared error keeps the factor ``p (1 - p)`` in its
+#: delta and stalls on saturated outputs: it is there to reproduce that, not to be chosen.
+LOSSES = {"softmax": ("cross_entropy",), "sigmoid": ("binary_cross_entropy", "squared_error"),
+          "identity": ("squared_error",)}
+#: non-canonical (output, loss) -> kernel code used in training (forward uses OUTPUTS[output])
+_TRAIN_KINDS = {("sigmoid", "squared_error"): _k.OUT_SIGMOID_SE}
 _HIDDEN_NAMES = ("identity", "logistic", "tanh", "relu", "leaky_relu")
 _ACT_ALIASES = {"sigmoid": "logistic"}
 #: rows per chunk in forward()/predict(): bounds the hidden-layer temporaries
@@ -54,6 +61,14 @@ class Network:
         Output layer and its loss: softmax + cross-entropy (multiclass), sigmoid + binary
         cross-entropy (binary / multilabel; ``"logistic"`` is an alias), identity + squared
         error (regression).
+    loss : None or str
+        The loss trained with: None (the canonical one of ``output``: ``"cross_entropy"``,
+        ``"binary_cross_entropy"``, ``"squared_error"``) or, for ``output="sigmoid"`` only,
+        ``"squared_error"``: ``L = sum_i ||sigmoid(z_i) - y_i||^2 / (2n)``, the output delta
+        ``(p - y) p (1 - p) / n``.  That pairing is for reproducing a from-scratch network: its
+        delta vanishes where an output saturates at the wrong value, so training stalls
+        (docs/softmax.md).  Squared error on a softmax is not offered (use
+        :func:`fastnn.softmax_backward` to build it by hand).
     dtype : {"float32", "float64"}
     seed : None, int, numpy RandomState or Generator
         Initialisation is scikit-learn's ``_init_coef``: per layer, ``W`` then ``b`` drawn from
@@ -67,6 +82,7 @@ class Network:
     layer_sizes : tuple of int
     activations : tuple of str — canonical hidden activation names (one per hidden layer).
     output : str — canonical output name.
+    loss : str — the loss trained with (see ``loss`` above).
     dtype : numpy.dtype
     n_layers : int — number of weight layers (``len(layer_sizes) - 1``).
     params : float[p] — all parameters: ``W[0], b[0], W[1], b[1], ...``.
@@ -81,20 +97,21 @@ class Network:
     """
 
     def __init__(self, layer_sizes, activation="relu", output="softmax", dtype="float32",
-                 seed=None):
-        self._setup(layer_sizes, activation, output, dtype)
+                 seed=None, loss=None):
+        self._setup(layer_sizes, activation, output, dtype, loss)
         self._init_params(_random_state(seed))
 
     @classmethod
-    def _blank(cls, layer_sizes, activation="relu", output="softmax", dtype="float32"):
+    def _blank(cls, layer_sizes, activation="relu", output="softmax", dtype="float32",
+               loss=None):
         """A validated network whose parameters are all zero, for callers that set every one of
         them (loading, the estimators' scikit-learn initialisation, a float64 twin): drawing
         random weights first costs ~0.2 s for a 784-4096-4096-10 network."""
         net = cls.__new__(cls)
-        net._setup(layer_sizes, activation, output, dtype)
+        net._setup(layer_sizes, activation, output, dtype, loss)
         return net
 
-    def _setup(self, layer_sizes, activation, output, dtype):
+    def _setup(self, layer_sizes, activation, output, dtype, loss=None):
         try:
             sizes = tuple(layer_sizes)
         except TypeError:
@@ -117,13 +134,20 @@ class Network:
                     "layers: give one name, or one per hidden layer")
         if not isinstance(output, str) or _OUTPUT_ALIASES.get(output, output) not in OUTPUTS:
             raise ValueError(f"output must be one of softmax, sigmoid, identity, got {output!r}")
+        output = _OUTPUT_ALIASES.get(output, output)
+        if loss is None:
+            loss = LOSSES[output][0]
+        if not isinstance(loss, str) or loss not in LOSSES[output]:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES[output])} (or None) for a "
+                             f"{output} output, got {loss!r}")
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
 
         self.layer_sizes = sizes
         self.activations = acts
-        self.output = _OUTPUT_ALIASES.get(output, output)
+        self.output = output
+        self.loss = loss
         self.dtype = dt
         self.n_layers = len(sizes) - 1
         self._build_layout()
@@ -139,7 +163,8 @@ class Network:
             off += sizes[l + 1]
         codes = [ACTIVATIONS[a] for a in self.activations] + [IDENTITY]
         self.tables = tuple(np.array(t, dtype=np.int64) for t in (sizes, w_off, b_off, codes))
-        self.out_kind = OUTPUTS[self.output]
+        self.forward_kind = OUTPUTS[self.output]
+        self.out_kind = _TRAIN_KINDS.get((self.output, self.loss), self.forward_kind)
         self.params = aligned_zeros(off, self.dtype)  # (cache-line aligned: fastnn._aligned)
         self._make_views()
         self.scratch = {}
@@ -171,7 +196,7 @@ class Network:
         Returns ``float[n, layer_sizes[-1]]`` of :attr:`dtype`.  Rows are processed in bounded
         chunks (also the dtype conversion), so no temporary grows with ``n``.
         """
-        return self._outputs(X, self.out_kind)
+        return self._outputs(X, self.forward_kind)
 
     def logits(self, X):
         """Output-layer pre-activations ``z = a_{L-1} @ W[-1] + b[-1]`` (before the softmax /
@@ -204,6 +229,30 @@ class Network:
             xi = X[i:i + step] if ready else np.array(X[i:i + step], dtype=self.dtype, order="C")
             _k.forward(xi, self.tables, out_kind, self.params, ws, chunk, out[i:i + step])
         return out
+
+    def layer_outputs(self, X):
+        """The output of every layer: hidden activations ``h_1, ..., h_m``, then
+        :meth:`forward`'s values.
+
+        ``X : float[n, layer_sizes[0]]`` (any numeric dtype; converted to :attr:`dtype`).
+        Returns a list of ``n_layers`` arrays ``float[n, layer_sizes[l + 1]]`` of :attr:`dtype`,
+        for inspecting a network (e.g. :func:`fastnn.diagnose`): all of them are held at once,
+        so pass a sample of rows.  Hidden layer ``l`` is computed by the kernel of
+        :meth:`forward` run on the first ``l`` layers (no other kernel to compile; ``O(L^2)``
+        layer evaluations for ``L`` layers).
+        """
+        a = np.array(check_input(X, self.layer_sizes[0]), dtype=self.dtype, order="C")
+        n = a.shape[0]
+        sizes, w_off, b_off, codes = self.tables
+        outs = []
+        for l in range(self.n_layers - 1):
+            prefix = (sizes[:l + 2], w_off[:l + 1], b_off[:l + 1], codes[:l + 1])
+            ws = np.empty(_k.workspace_size(prefix[0], max(n, 1)), dtype=self.dtype)
+            h = np.empty((n, self.layer_sizes[l + 1]), dtype=self.dtype)
+            _k.forward(a, prefix, _k.OUT_IDENTITY, self.params, ws, max(n, 1), h)
+            outs.append(h)
+        outs.append(self.forward(a))
+        return outs
 
     def predict_proba(self, X):
         """Same as :meth:`forward` (probabilities for softmax and sigmoid outputs)."""
@@ -242,6 +291,8 @@ class Network:
         if stream.is_out_of_core(X):  # a memmap: summed block by block, never copied whole
             return stream.loss_and_grad(self, X, y, alpha, sample_weight)
         X, targets, sw = prepare_inputs(self, X, y, sample_weight, alpha)
+        if X.shape[0] == 0:  # a mean over no rows: NaN, not a loss
+            raise ValueError("X must have at least one row")
         grad = np.empty_like(self.params)
         data, l2 = self.loss_grad_into(X, targets, sw, alpha, grad)
         return data + l2, grad
@@ -271,7 +322,7 @@ class Network:
     def _like(self, dtype=None):
         """A :meth:`_blank` network of this architecture (``dtype``: this one's by default)."""
         return Network._blank(self.layer_sizes, list(self.activations) or "identity",
-                              self.output, self.dtype if dtype is None else dtype)
+                              self.output, self.dtype if dtype is None else dtype, self.loss)
 
     def save(self, path):
         """Write the network to ``path`` (see :func:`fastnn.save`)."""
@@ -281,12 +332,14 @@ class Network:
 
     def __getstate__(self):
         return {"layer_sizes": self.layer_sizes, "activations": self.activations,
-                "output": self.output, "dtype": self.dtype.name, "params": self.params}
+                "output": self.output, "loss": self.loss, "dtype": self.dtype.name,
+                "params": self.params}
 
     def __setstate__(self, state):
         self.layer_sizes = tuple(state["layer_sizes"])
         self.activations = tuple(state["activations"])
         self.output = state["output"]
+        self.loss = state.get("loss") or LOSSES[self.output][0]
         self.dtype = np.dtype(state["dtype"])
         self.n_layers = len(self.layer_sizes) - 1
         self._build_layout()
@@ -294,5 +347,6 @@ class Network:
 
     def __repr__(self):
         acts = self.activations[0] if len(set(self.activations)) == 1 else list(self.activations)
+        loss = "" if self.loss == LOSSES[self.output][0] else f", loss={self.loss!r}"
         return (f"Network({list(self.layer_sizes)}, activation={acts!r}, "
-                f"output={self.output!r}, dtype={self.dtype.name!r})")
+                f"output={self.output!r}{loss}, dtype={self.dtype.name!r})")

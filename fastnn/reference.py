@@ -32,6 +32,7 @@ __all__ = [
     "sigmoid",
     "sigmoid_cross_entropy",
     "squared_error",
+    "sigmoid_squared_error",
     "dense_forward",
     "dense_backward",
 ]
@@ -181,6 +182,19 @@ def squared_error(pred, targets, sample_weight=None):
     return loss, ((w / wsum)[:, None] * r).astype(p.dtype, copy=False)
 
 
+def sigmoid_squared_error(logits, targets, sample_weight=None):
+    """Squared error of ``p = sigmoid(logits)``: ``sum_i w_i ||p_i - y_i||^2 / (2 sum(w))``.
+
+    Not a canonical pair: the gradient with respect to the logits keeps the sigmoid's
+    derivative, ``dlogits = w_i (p_i - y_i) p_i (1 - p_i) / sum(w)`` (chain rule through
+    :func:`squared_error` of the probabilities).
+    """
+    z = np.asarray(logits)
+    p = sigmoid(z)
+    loss, dp = squared_error(p, targets, sample_weight)
+    return loss, (dp * activation_derivative(p, "logistic")).astype(z.dtype, copy=False)
+
+
 # --------------------------------------------------------------------------- dense layer
 def dense_forward(x, w, b, act):
     """``act(x @ w + b)``: ``x[n, d_in]``, ``w[d_in, d_out]``, ``b[d_out]``."""
@@ -206,7 +220,8 @@ def dense_backward(a_prev, w, delta, prev_act):
 # --------------------------------------------------------------------------- network & trainer
 # The training engine's oracle (fastnn.network / fastnn.train) and the benchmark baseline: a
 # network is a list of weight matrices ``w[l] (n_in x n_out)``, a list of biases, the hidden
-# activation names and the output name ("softmax", "sigmoid" or "identity").
+# activation names and the output name ("softmax", "sigmoid" or "identity"); ``loss`` None is
+# the output's canonical loss, "squared_error" with a sigmoid output the non-canonical pair.
 
 def reference_forward(weights, biases, activations, output, x):
     """Outputs of every layer: ``[h_1, ..., h_m, logits]`` (the output nonlinearity is *not*
@@ -230,7 +245,7 @@ def reference_predict_proba(weights, biases, activations, output, x):
 
 
 def reference_loss_and_grad(weights, biases, activations, output, x, y, alpha=0.0,
-                            sample_weight=None):
+                            sample_weight=None, loss=None):
     """scikit-learn's objective and its gradient: ``(loss, dweights, dbiases)``.
 
     ``loss = sum_i w_i l_i / sum(w) + alpha / (2 sum(w)) sum_l ||W_l||^2`` and
@@ -239,6 +254,8 @@ def reference_loss_and_grad(weights, biases, activations, output, x, y, alpha=0.
     outs = reference_forward(weights, biases, activations, output, x)
     loss_fn = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_cross_entropy,
                "identity": squared_error}[output]
+    if output == "sigmoid" and loss == "squared_error":
+        loss_fn = sigmoid_squared_error
     loss, delta = loss_fn(outs[-1], y, sample_weight)
     wsum = x.shape[0] if sample_weight is None else float(np.sum(sample_weight))
     loss += 0.5 * alpha * sum(float(np.sum(w.astype(np.float64) ** 2)) for w in weights) / wsum
@@ -294,7 +311,7 @@ class ReferenceAdam:
 
 
 def reference_train_epoch(weights, biases, activations, output, x, y, order, batch_size,
-                          optimizer, alpha=0.0, sample_weight=None):
+                          optimizer, alpha=0.0, sample_weight=None, loss=None):
     """One epoch of minibatch training in place on ``weights``/``biases``; visits
     ``order[i:i + batch_size]`` for each batch (the last one may be partial).  Returns the
     mean loss ``sum_b loss_b * len_b / len(order)`` (scikit-learn's ``loss_``)."""
@@ -302,8 +319,8 @@ def reference_train_epoch(weights, biases, activations, output, x, y, order, bat
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         sw = None if sample_weight is None else sample_weight[idx]
-        loss, dws, dbs = reference_loss_and_grad(weights, biases, activations, output,
-                                                 x[idx], y[idx], alpha, sw)
+        value, dws, dbs = reference_loss_and_grad(weights, biases, activations, output,
+                                                  x[idx], y[idx], alpha, sw, loss)
         optimizer.step(list(weights) + list(biases), dws + dbs)
-        total += loss * len(idx)
+        total += value * len(idx)
     return total / len(order)

@@ -95,7 +95,10 @@ def _validation_metrics(net, Xv, yv):
         truth = yv if yv.ndim == 1 else np.argmax(yv, axis=1)
         return float(loss), float(np.mean(np.argmax(z, axis=1) == truth)), None
     if net.output == "sigmoid":
-        loss, _ = F.sigmoid_cross_entropy(z, yv)
+        if net.loss == "squared_error":  # the non-canonical pair: the loss it is trained with
+            loss, _ = F.squared_error(net.forward(Xv), yv)
+        else:
+            loss, _ = F.sigmoid_cross_entropy(z, yv)
         return float(loss), float(np.mean(np.all((z > 0) == (yv > 0.5), axis=1))), None
     loss, _ = F.squared_error(z, yv)
     r = z.astype(np.float64) - yv
@@ -128,7 +131,8 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         ``on_epoch_end(epoch, history)``), called after each epoch with the 1-based epoch
         number; returning True or raising StopIteration stops training after that epoch.
     verbose : bool — tqdm progress bar over minibatches (updated ~10 times per epoch) with the
-        epoch and its losses.
+        epoch and its losses; after training, a one-line hint pointing to
+        :func:`fastnn.diagnose` if the network answers every input alike.
     lr_schedule : "constant", "invscaling", "adaptive" (scikit-learn's definitions, see
         :mod:`fastnn.optim`) or a schedule object; power_t : float for "invscaling".
     block_bytes : int or None — out-of-core training (:mod:`fastnn.stream`): a memory-mapped
@@ -241,4 +245,10 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         compiling.close()
         if bar is not None:
             bar.close()
+    if verbose:  # a collapsed fit says where to look, not only that the loss stayed high
+        from fastnn.diagnosis import collapse_hint
+
+        hint = collapse_hint(net, X, y_eng)
+        if hint:
+            print(hint)
     return history

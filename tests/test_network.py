@@ -304,3 +304,20 @@ def test_blank_network_is_validated_and_has_zero_parameters():
     assert net.output == "sigmoid" and net.weights[0].shape == (3, 5)
     with pytest.raises(ValueError, match="layer_sizes must have at least 2 entries"):
         Network._blank([3])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layer_outputs_match_reference(dtype):
+    net = Network([5, 6, 4, 3], activation=["relu", "logistic"], output="softmax", dtype=dtype,
+                  seed=0)
+    X = np.random.default_rng(0).normal(size=(9, 5))
+    outs = net.layer_outputs(X)
+    want = ref.reference_forward(net.weights, net.biases, net.activations, net.output,
+                                 X.astype(dtype))
+    assert [o.shape for o in outs] == [(9, 6), (9, 4), (9, 3)]
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    for got, exp in zip(outs[:-1], want[:-1]):
+        assert got.dtype == net.dtype
+        np.testing.assert_allclose(got, exp, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(outs[-1], net.forward(X))
+    assert len(Network([5, 3], seed=0).layer_outputs(X)) == 1  # no hidden layer

@@ -47,11 +47,13 @@ from fastnn.kernels._math import like
 from fastnn.kernels.activations import activation_grad, bias_activation, logistic
 from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
 from fastnn.kernels.softmax import (
-    _ce_probs_row, _poisson_row, _sigmoid_ce_row, _softmax_row, _squared_row, ce_labels_block,
+    _ce_probs_row, _poisson_row, _sigmoid_ce_row, _sigmoid_se_row, _softmax_row, _squared_row,
+    ce_labels_block,
 )
 
 __all__ = [
-    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "LOSS_ROWS", "loss_marker",
+    "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE", "LOSS_ROWS",
+    "loss_marker",
     "SMALL_MACS", "BLAS_SERIAL_MAX",
     "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
     "loss_grad", "forward", "epoch_end",
@@ -63,11 +65,14 @@ OUT_IDENTITY = 2
 #: not a Network output: an identity-output network trained as ``exp`` + half Poisson deviance
 #: (``MLPRegressor(loss="poisson")``)
 OUT_POISSON = 3
+#: sigmoid outputs trained with squared error: the non-canonical pair a learner starts from
+#: (``Network(output="sigmoid", loss="squared_error")``), delta ``(p - y) p (1 - p)``
+OUT_SIGMOID_SE = 4
 
 #: the row functions of the fused losses; ``LOSS_ROWS[i]`` is selected by the marker
 #: :func:`loss_marker` ``(i)``; marker 0 (a softmax with integer labels) selects the block
 #: kernel ``ce_labels_block`` instead
-LOSS_ROWS = (None, _ce_probs_row, _sigmoid_ce_row, _squared_row, _poisson_row)
+LOSS_ROWS = (None, _ce_probs_row, _sigmoid_ce_row, _squared_row, _poisson_row, _sigmoid_se_row)
 
 
 def loss_marker(out_kind, labels):
@@ -75,7 +80,8 @@ def loss_marker(out_kind, labels):
     integer class labels).  Its *type* selects the loss's row function at compile time (a tuple
     of ``i + 1`` zeros selects ``LOSS_ROWS[i]``), so a call compiles only the loss it uses and
     the compiled code stays cacheable."""
-    index = {OUT_SOFTMAX: 1, OUT_SIGMOID: 2, OUT_IDENTITY: 3, OUT_POISSON: 4}[out_kind]
+    index = {OUT_SOFTMAX: 1, OUT_SIGMOID: 2, OUT_IDENTITY: 3, OUT_POISSON: 4,
+             OUT_SIGMOID_SE: 5}[out_kind]
     if out_kind == OUT_SOFTMAX and labels:
         index = 0
     return (0,) * (index + 1)

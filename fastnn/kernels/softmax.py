@@ -48,6 +48,7 @@ __all__ = [
     "softmax_backward",
     "sigmoid_cross_entropy",
     "squared_error",
+    "sigmoid_squared_error",
     "poisson_deviance",
 ]
 
@@ -400,8 +401,27 @@ def _poisson_row(z, y, c, dz):
 
 
 @jit
+def _sigmoid_se_row(z, y, c, dz):
+    """``||sigmoid(z) - y||² / 2`` of one row (the non-canonical pair, see
+    :func:`sigmoid_squared_error`); ``dz = c (p - y) p (1 - p)``."""
+    one, zero = like(1.0, z), like(0.0, z)
+    cc = like(c, z)
+    row = 0.0
+    for j in range(z.shape[0]):
+        zj = z[j]
+        e = exp(-abs(zj))
+        q = one / (one + e)
+        p = q if zj >= zero else e * q
+        r = p - y[j]
+        row += np.float64(r * r)
+        dz[j] = _flush(cc * r * (e * q * q))
+    return 0.5 * row
+
+
+@jit
 def _rows_loss(kind, z, y, sw, dz):
-    """``sum_i w_i l_i / sum w`` of row function ``kind`` (0 sigmoid-CE, 1 squared, 2 Poisson)."""
+    """``sum_i w_i l_i / sum w`` of row function ``kind`` (0 sigmoid-CE, 1 squared, 2 Poisson,
+    3 sigmoid + squared error)."""
     n = z.shape[0]
     wsum, weighted = _weights(sw, n)
     total = 0.0
@@ -411,8 +431,10 @@ def _rows_loss(kind, z, y, sw, dz):
             row = _sigmoid_ce_row(z[i], y[i], w / wsum, dz[i])
         elif kind == 1:
             row = _squared_row(z[i], y[i], w / wsum, dz[i])
-        else:
+        elif kind == 2:
             row = _poisson_row(z[i], y[i], w / wsum, dz[i])
+        else:
+            row = _sigmoid_se_row(z[i], y[i], w / wsum, dz[i])
         total += w * row
     return total / wsum
 
@@ -464,6 +486,34 @@ def squared_error(pred, y, sw, dpred):
         The weighted mean loss.
     """
     return _rows_loss(1, pred, y, sw, dpred)
+
+
+@jit
+def sigmoid_squared_error(z, y, sw, dz):
+    """Sigmoid outputs with squared error (not a canonical pair): loss and gradient from logits.
+
+    ``p = sigmoid(z)``, ``loss = sum_i w_i ||p_i - y_i||^2 / (2 sum w)`` and
+    ``dz_i = w_i (p_i - y_i) p_i (1 - p_i) / sum w``: the factor ``p (1 - p)`` stays, so an
+    output saturated at the wrong end (``p ~ 0`` where ``y = 1``) gets almost no gradient.
+    ``p (1 - p)`` is taken as ``e / (1 + e)^2`` with ``e = exp(-|z|)``, exact for large ``|z|``.
+
+    Parameters
+    ----------
+    z : float32[n, k] or float64[n, k], C-contiguous
+        Logits.
+    y : same dtype and shape as ``z``, C-contiguous
+        Targets in ``[0, 1]``.
+    sw : float[n] or float[0], same dtype as ``z``
+        Sample weights; empty means unweighted.
+    dz : same dtype and shape as ``z``, C-contiguous
+        Gradient with respect to ``z``, written in place; may be ``z`` (not ``y``).
+
+    Returns
+    -------
+    float
+        The weighted mean loss.
+    """
+    return _rows_loss(3, z, y, sw, dz)
 
 
 @jit
