@@ -5,7 +5,7 @@ One step = forward + softmax cross-entropy + backward + SGD(lr=0.01) on one mini
   * ``fastnn``: :func:`fastnn.train.run_epoch` (one compiled call for the S steps);
   * ``matmuls``: only the step's 8 GEMMs -- forward ``a @ W`` (3), weight gradients ``aᵀ δ`` (3)
     and deltas ``δ Wᵀ`` (2) -- on preallocated arrays through the BLAS fastnn calls
-    (:func:`fastnn.kernels._blas.gemm`, SciPy's OpenBLAS), S times in one compiled call;
+    (:func:`fastnn.kernels._blas.gemm`, NumPy's OpenBLAS), S times in one compiled call;
   * ``reference``: :func:`fastnn.reference.reference_train_epoch` (plain NumPy).
 Group ``large step threads ...`` times fastnn with 1 and with 2 threads (numba + BLAS).
 Targets, as ratios of medians in one run: fastnn <= 1.05x matmuls, reference / fastnn >= 1.25,

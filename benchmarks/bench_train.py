@@ -6,7 +6,7 @@ Each group times, on the same data and the same number of steps ``S`` per call:
   * ``reference``: :func:`fastnn.reference.reference_train_epoch` (plain NumPy);
   * ``matmuls`` (large configs): the step's GEMMs only -- forward ``a @ W``, weight gradients
     ``aᵀ δ`` and deltas ``δ Wᵀ`` -- on preallocated arrays through the BLAS fastnn uses
-    (:func:`fastnn.kernels._blas.gemm`, SciPy's OpenBLAS), S times in one compiled call.
+    (:func:`fastnn.kernels._blas.gemm`, NumPy's OpenBLAS), S times in one compiled call.
 Per-step time = call time / S (in ``extra_info["us_per_step"]``); ratios within a group are
 per-step ratios.  Targets (issue 3, 2 threads): 2-3-2 >= 50x faster than the reference,
 64-64-10 >= 5x, the two large nets <= 1.10x their own matmuls and never slower than the

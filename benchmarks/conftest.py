@@ -40,7 +40,7 @@ def bench_threads():
 @pytest.fixture(scope="session", autouse=True)
 def pinned_threads():
     """Every benchmark runs with numba and all native thread pools limited to ``n`` threads."""
-    from fastnn import set_num_threads  # numba's pool + the BLAS numba's np.dot calls
+    from fastnn import set_num_threads  # numba's pool + the BLAS fastnn's kernels call
 
     n = bench_threads()
     previous = numba.get_num_threads()

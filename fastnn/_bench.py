@@ -87,11 +87,12 @@ def run_bench(threads=None, dtype="float32", budget=0.4):
 
     import fastnn
     from fastnn._threads import cpu_count
+    from fastnn.kernels._blas import backend
 
     threads = fastnn.set_num_threads(threads or cpu_count())
     name = np.dtype(dtype).name
     print(f"fastnn bench: {name}, {threads} thread(s) for numba and BLAS on both sides, "
-          f"median of repeats (~{budget:g} s per side and row)")
+          f"median of repeats (~{budget:g} s per side and row); fastnn's BLAS: {backend()}")
     print(f"{'benchmark':<44}{'NumPy ref':>11}{'fastnn':>11}{'speed-up':>10}")
     for row, ref_fn, fast_fn, calls in _bench_cases(np.dtype(dtype).type):
         t_ref = _median_time(ref_fn, budget) / calls

@@ -22,6 +22,8 @@ from pathlib import Path
 import numba
 from numba.core import event
 
+from fastnn._hooks import blas_library, stamp_cache
+
 __all__ = ["FASTMATH", "jit", "CacheFallbackWarning", "on_first_compile"]
 
 #: Fast-math flags used by every kernel: reassociation (vectorised reductions), contraction
@@ -44,18 +46,10 @@ def _kernel_sources_stamp():
     return digest.hexdigest()
 
 
-_SOURCES_STAMP = _kernel_sources_stamp()
-
-
-def _stamp_cache(dispatcher):
-    # numba validates a cached kernel against the stamp of its *own* file only, but a kernel
-    # inlines code from other files (the exp of _math.py, the dense layer in the epoch kernel):
-    # without this an edit or upgrade of such a file leaves stale machine code in use.  Adding
-    # the hash of all kernel sources to the stamp invalidates every cached kernel together.
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-        cache_file._source_stamp = (cache_file._source_stamp, _SOURCES_STAMP)
-    return dispatcher
+#: Added to every cached kernel's stamp: the kernel sources, and the BLAS backend, because
+#: machine code calls that backend's symbols with its calling convention
+#: (:mod:`fastnn.kernels._blas`), so a process that chose another BLAS must not load it.
+_SOURCES_STAMP = (_kernel_sources_stamp(), blas_library().name)
 
 
 def jit(fn=None, *, cache: bool = True, **options):
@@ -68,7 +62,7 @@ def jit(fn=None, *, cache: bool = True, **options):
         opts.update(options)
         if cache:
             try:
-                return _stamp_cache(numba.njit(cache=True, **opts)(f))
+                return stamp_cache(numba.njit(cache=True, **opts)(f), _SOURCES_STAMP)
             except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
                 if not _warned:
                     _warned = True

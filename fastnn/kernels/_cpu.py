@@ -1,9 +1,7 @@
 """Per-thread CPU state the epoch kernel sets for its duration, callable from compiled code.
 
-* :func:`blas_threads` / :func:`set_blas_threads`: OpenBLAS's thread count (SciPy's OpenBLAS,
-  the BLAS :mod:`fastnn.kernels._blas` calls), through its ``get/set_num_threads`` located by
-  :func:`fastnn._threads.blas_thread_functions` and registered with LLVM under fixed names, so
-  kernels calling them stay cacheable.  Lowering the count is a store of one int in OpenBLAS.
+* :func:`blas_threads` / :func:`set_blas_threads`: the BLAS thread count, re-exported from
+  :mod:`fastnn.kernels._blas`, which binds them to the same library as its GEMMs.
 * :func:`fp_mode` / :func:`set_fp_mode`: the x86 MXCSR register (no-ops elsewhere); with
   :data:`FTZ_DAZ` set, subnormal floats are flushed to zero on the calling thread.
 """
@@ -11,47 +9,18 @@ from __future__ import annotations
 
 import platform
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fastnn._threads import blas_thread_functions
+from fastnn.kernels._blas import blas_threads, set_blas_threads
 
 __all__ = ["FTZ_DAZ", "blas_threads", "set_blas_threads", "fp_mode", "set_fp_mode"]
 
 #: MXCSR bits "flush to zero" and "denormals are zero" (x86)
 FTZ_DAZ = 0x8040
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-
-_set_threads_address, _get_threads_address = blas_thread_functions()
-llvm.add_symbol("fastnn_blas_set_threads", _set_threads_address)
-llvm.add_symbol("fastnn_blas_get_threads", _get_threads_address)
-
-
-@intrinsic
-def blas_threads(typingctx):
-    """BLAS thread count (OpenBLAS ``get_num_threads``; 0 when the BLAS is not OpenBLAS)."""
-    def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
-                                            "fastnn_blas_get_threads")
-        return builder.sext(builder.call(fn, []), ir.IntType(64))
-
-    return types.int64(), codegen
-
-
-@intrinsic
-def set_blas_threads(typingctx, n):
-    """OpenBLAS ``set_num_threads(n)``: a store of one int when ``n`` <= threads created."""
-    def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i32]),
-                                            "fastnn_blas_set_threads")
-        builder.call(fn, [context.cast(builder, args[0], sig.args[0], types.int32)])
-        return context.get_dummy_value()
-
-    return types.none(types.int64), codegen
 
 
 @intrinsic
