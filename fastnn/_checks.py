@@ -123,8 +123,11 @@ def prepare_weights(sample_weight, n, dtype):
         raise ValueError(f"sample_weight must be a 1-D array of {n} numbers, got shape {sw.shape}")
     sw = cast(sw, dtype)
     check_finite(sw, "sample_weight")
-    if sw.size and (sw.min() < 0 or sw.sum() <= 0):
-        raise ValueError("sample_weight must be >= 0 with a positive sum")
+    if sw.size and sw.min() < 0:
+        raise ValueError(f"sample_weight must be >= 0, got a minimum of {float(sw.min())!r}")
+    if sw.size and not sw.sum() > 0:
+        raise ValueError("sample_weight: the weights sum to zero; give some samples a positive "
+                         "weight")
     return sw
 
 
