@@ -15,6 +15,8 @@ import pytest
 import fastnn
 from fastnn import io
 
+pytestmark = pytest.mark.smoke  # also run with the oldest declared dependencies (.ci/floor.txt)
+
 
 def _meta(path):
     with np.load(path, allow_pickle=False) as f:
