@@ -241,6 +241,9 @@ def model(bad):
     meta["format_version"] = 99
     entries["__fastnn__"] = np.array(json.dumps(meta))
     np.savez(bad / "model_future.npz", **entries)
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"PK\x01\x02") + 10] = 99  # the compression method of the first member
+    (bad / "model_method.npz").write_bytes(bytes(raw))
     meta["format_version"] = 1
     for name, argv in (("evil_version", ["--version"]),
                        ("evil_write", ["predict", "--model", str(path), "--data",
@@ -269,6 +272,7 @@ def model(bad):
      ["does not exist"]),
     (["--model", "model.npz", "--data", "huge.csv", "--output", "p.csv"],
      ["huge.csv: features too large for the model's float32 after scaling", "row 1"]),
+    (["--model", "model_method.npz", "--data", "blobs.csv"], ["model_method.npz", "method 99"]),
     (["--model", "evil_version.npz", "--data", "blobs.csv"], ["evil_version.npz", "'main'"]),
     (["--model", "evil_write.npz", "--data", "blobs.csv", "--output", "p.csv"],
      ["evil_write.npz", "fastnn rebuilds only"]),

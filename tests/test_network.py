@@ -223,6 +223,8 @@ def test_input_errors():
         net.loss_and_grad(np.ones((2, 3)), [0, 1], alpha=-1)
     with pytest.raises(ValueError, match="sample_weight"):
         net.loss_and_grad(np.ones((2, 3)), [0, 1], sample_weight=[1.0])
+    with pytest.raises(ValueError, match="X must have at least one row"):
+        net.loss_and_grad(np.ones((0, 3)), np.zeros(0, dtype=int))
 
 
 def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
