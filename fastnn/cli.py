@@ -9,9 +9,9 @@
 Each subcommand is one ``_add_<name>(subparsers)`` function in :data:`COMMANDS` that declares
 its options and sets ``run``; the ``run`` functions import NumPy, Numba and the engine lazily so
 ``fastnn --help`` starts instantly.  Reading data files and writing predictions live in
-:mod:`fastnn._data` (light at import: NumPy is imported inside its functions), the benchmark table in
-:mod:`fastnn._bench` and the compile step in :mod:`fastnn.warmup`, both imported by their
-runners.  User errors (bad paths, unreadable or malformed data, a foreign model file) end in one
+:mod:`fastnn._data` (light at import: NumPy is imported inside its functions), the benchmark
+table in :mod:`fastnn._bench` and the compile step in :mod:`fastnn.warmup`, both imported by
+their runners.  User errors (bad paths, unreadable or malformed data, a foreign model file) end in one
 line on stderr and exit status 1, never a traceback (``--debug`` shows it).  See docs/cli.md.
 """
 from __future__ import annotations

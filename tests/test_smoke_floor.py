@@ -69,8 +69,9 @@ def test_command_line_train_and_predict(tmp_path, iris):
     model, preds = tmp_path / "m.npz", tmp_path / "p.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "fastnn", "train", "--data", str(data), "--target", "kind",
-         "--hidden", "8", "--epochs", "30", "--batch-size", "16", "--lr", "0.02", "--dtype", "float64", "--save", str(model),
-         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+         "--hidden", "8", "--epochs", "30", "--batch-size", "16", "--lr", "0.02",
+         "--dtype", "float64", "--save", str(model), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     acc = float(proc.stdout.split("held-out accuracy:")[1].split()[0])
     assert acc > 0.8
