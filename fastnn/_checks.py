@@ -4,11 +4,12 @@ nothing from fastnn but the engine's output codes).  Each check raises ``ValueEr
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
-__all__ = ["check_input", "all_finite", "check_finite", "prepare_targets", "prepare_inputs",
-           "prepare_weights", "check_int", "cast"]
+__all__ = ["check_input", "all_finite", "check_finite", "non_finite_message", "memory_problem",
+           "prepare_targets", "prepare_inputs", "prepare_weights", "check_int", "cast"]
 
 
 def check_input(X, n_features, name="X"):
@@ -33,6 +34,27 @@ def all_finite(a, rows=1 << 14):
     if a.ndim == 0:
         return bool(np.isfinite(a))
     return all(np.isfinite(a[i:i + rows]).all() for i in range(0, max(a.shape[0], 1), rows))
+
+
+def non_finite_message(source, converted, offset, dtype, name="X"):
+    """Why ``converted`` (``source`` cast to ``dtype``, rows from ``offset``) is not finite."""
+    row = offset + int(np.argwhere(~np.isfinite(converted))[0, 0])
+    if all_finite(source):  # e.g. 1e39 is finite in float64, inf in float32
+        limit = np.finfo(dtype).max
+        return (f"{name} has values too large for the network's {np.dtype(dtype).name} "
+                f"(|x| > {limit:.3g}; first in row {row}): scale the inputs")
+    return f"{name} contains NaN or infinity (first in row {row}); predictions need finite input"
+
+
+def memory_problem(nbytes):
+    """Why ``nbytes`` of arrays cannot be held (more than the machine's memory), or None."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): let NumPy decide
+        return None
+    if nbytes > total:
+        return f"this machine has {total / 2 ** 30:.3g} GiB of memory"
+    return None
 
 
 def check_finite(a, name):
@@ -101,8 +123,11 @@ def prepare_weights(sample_weight, n, dtype):
         raise ValueError(f"sample_weight must be a 1-D array of {n} numbers, got shape {sw.shape}")
     sw = cast(sw, dtype)
     check_finite(sw, "sample_weight")
-    if sw.size and (sw.min() < 0 or sw.sum() <= 0):
-        raise ValueError("sample_weight must be >= 0 with a positive sum")
+    if sw.size and sw.min() < 0:
+        raise ValueError(f"sample_weight must be >= 0, got a minimum of {float(sw.min())!r}")
+    if sw.size and not sw.sum() > 0:
+        raise ValueError("sample_weight: the weights sum to zero; give some samples a positive "
+                         "weight")
     return sw
 
 

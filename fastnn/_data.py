@@ -1,16 +1,19 @@
-"""Reading the data files of ``fastnn train`` / ``fastnn predict`` (.csv, .npz, .npy pairs).
+"""The files of ``fastnn train`` / ``fastnn predict``: data (.csv, .npz, .npy pairs) in,
+predictions (.csv) out.
 
 Every problem with a file -- missing, a directory, unreadable, malformed, a missing column,
-non-numeric or non-finite features, labels that do not match -- raises :class:`CLIError` with
-one line naming the file, which :func:`fastnn.cli.main` prints on stderr.  This module imports
-nothing heavy at the top (NumPy is imported inside the functions): :mod:`fastnn.cli` imports
-:class:`CLIError` from here at start-up and ``fastnn --help`` must stay instant.
+non-numeric or non-finite features, duplicate column names, labels that do not match, features
+too large for the model's dtype -- raises :class:`CLIError` with one line naming the file, which
+:func:`fastnn.cli.main` prints on stderr.  This module imports nothing heavy at the top (NumPy
+is imported inside the functions): :mod:`fastnn.cli` imports from here at start-up and
+``fastnn --help`` must stay instant.
 """
 from __future__ import annotations
 
 import os
+import sys
 
-__all__ = ["CLIError", "read_data"]
+__all__ = ["CLIError", "read_data", "model_inputs", "write_predictions"]
 
 
 class CLIError(Exception):
@@ -70,6 +73,59 @@ def read_data(path, *, target=None, labels=None, features=None, need_y=True):
     return X, y, names
 
 
+def model_inputs(X, arrays, dtype, model_path, data_path):
+    """``X`` standardised with the model file's scaler (``x_mean``, ``x_scale``, if any) and
+    cast to the model's ``dtype``; values that overflow it raise :class:`CLIError`."""
+    import numpy as np
+
+    n_in = X.shape[1]
+    if "x_mean" in arrays or "x_scale" in arrays:
+        mean, scale = arrays.get("x_mean"), arrays.get("x_scale")
+        if any(a is None or a.shape != (n_in,) or a.dtype.kind not in "iuf" for a in (mean, scale)):
+            raise CLIError(f"{model_path}: its feature scaler (x_mean, x_scale) does not fit "
+                           f"{n_in} features")
+        with np.errstate(all="ignore"):  # overflow or a zero scale -> inf: refused below
+            X = (X - mean) / scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = X.astype(dtype)
+    if not np.isfinite(Z).all():
+        row = int(np.argwhere(~np.isfinite(Z))[0, 0])
+        raise CLIError(f"{data_path}: features too large for the model's {np.dtype(dtype).name} "
+                       f"after scaling (|x| > {np.finfo(dtype).max:.3g}; first in row {row})")
+    return Z
+
+
+def write_predictions(path, pred, proba, classes):
+    """CSV of predictions (one column, or one per output) and optional probabilities, to
+    ``path`` or stdout."""
+    import csv
+
+    fh = open(path, "w", newline="", encoding="utf-8") if path else sys.stdout
+    try:
+        writer = csv.writer(fh)
+        cols = pred.shape[1] if pred.ndim == 2 else 1
+        header = ["prediction"] if cols == 1 else [f"prediction_{j}" for j in range(cols)]
+        if proba is not None:
+            names = classes if classes is not None else range(proba.shape[1])
+            header += [f"p_{c}" for c in names]
+        writer.writerow(header)
+        for i in range(pred.shape[0]):
+            row = [_cell(v) for v in (pred[i] if cols > 1 else [pred[i]])]
+            if proba is not None:
+                row += [f"{v:.6g}" for v in proba[i]]
+            writer.writerow(row)
+    finally:
+        if path:
+            fh.close()
+    if path:
+        print(f"wrote {pred.shape[0]} predictions to {path}", file=sys.stderr)
+
+
+def _cell(v):
+    floating = isinstance(v, float) or getattr(getattr(v, "dtype", None), "kind", "") == "f"
+    return f"{v:.7g}" if floating else str(v)
+
+
 def _np_load(path, kind):
     import zipfile
 
@@ -125,6 +181,10 @@ def _read_csv(path, target, features, need_y):
     if len(rows) < 2:
         raise CLIError(f"{path}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:  # a dict of columns would silently keep only the last one
+        raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, twice))} in the "
+                       "header; rename them")
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise CLIError(f"{path}: row {i} has {len(row)} fields, the header has {len(header)}")

@@ -8,10 +8,10 @@
 
 Each subcommand is one ``_add_<name>(subparsers)`` function in :data:`COMMANDS` that declares
 its options and sets ``run``; the ``run`` functions import NumPy, Numba and the engine lazily so
-``fastnn --help`` starts instantly.  Reading data files lives in :mod:`fastnn._data` (light at
-import: only :class:`CLIError` is taken from it at start-up), the benchmark table in
-:mod:`fastnn._bench` and the compile step in :mod:`fastnn.warmup`, both imported by their
-runners.  User errors (bad paths, unreadable or malformed data, a foreign model file) end in one
+``fastnn --help`` starts instantly.  Reading data files and writing predictions live in
+:mod:`fastnn._data` (light at import: NumPy is imported inside its functions), the benchmark
+table in :mod:`fastnn._bench` and the compile step in :mod:`fastnn.warmup`, both imported by
+their runners.  User errors (bad paths, unreadable or malformed data, a foreign model file) end in one
 line on stderr and exit status 1, never a traceback (``--debug`` shows it).  See docs/cli.md.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from fastnn._data import CLIError, _first_line, read_data
+from fastnn._data import CLIError, _first_line, model_inputs, read_data, write_predictions
 
 __all__ = ["main", "CLIError", "COMMANDS"]
 
@@ -41,7 +41,7 @@ def _add_train(sub):
     p.add_argument("--solver", default="adam", choices=["adam", "sgd"])
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default 1e-3 for adam, 0.05 for sgd with momentum 0.9)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--seed", type=int, default=0)
@@ -59,6 +59,13 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -82,10 +89,33 @@ def _parse_hidden(text):
     return sizes
 
 
+def _check_network_size(sizes, args):
+    """Refuse a network whose training state cannot fit in memory, before allocating it."""
+    from fastnn.network import memory_problem
+
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    copies = 4 if args.solver == "adam" else 3  # parameters, gradient, optimizer state
+    itemsize = 4 if args.dtype == "float32" else 8
+    need = n_params * itemsize * copies
+    problem = memory_problem(need)
+    if problem:
+        raise CLIError(f"--hidden {args.hidden}: a {'-'.join(map(str, sizes))} network has "
+                       f"{n_params:,} parameters; training it with {args.solver} in {args.dtype} "
+                       f"needs ~{need / 2 ** 30:.3g} GiB and {problem}")
+
+
 def _check_writable(*paths):
     for path in paths:
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise CLIError(f"{path}: is a directory; give a file name, e.g. "
+                           f"{os.path.join(path, 'model.npz')}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
             raise CLIError(f"{path}: the folder to write into does not exist")
+        if not os.access(folder, os.W_OK):
+            raise CLIError(f"{path}: the folder {folder} is not writable")
 
 
 def _split(n, fraction, rng):
@@ -131,6 +161,7 @@ def _run_train(args):
     import fastnn
 
     sizes = [X.shape[1], *hidden, classes.size]
+    _check_network_size(sizes, args)
     net = fastnn.Network(sizes, activation=args.activation, output="softmax",
                          dtype=args.dtype, seed=args.seed)
     if args.solver == "adam":
@@ -143,10 +174,16 @@ def _run_train(args):
             f" {args.solver} lr={opt.lr:g}, batch {args.batch_size}, {args.epochs} epochs,"
             f" {fastnn.get_num_threads()} threads")
     val = (Z[val_idx], y_idx[val_idx]) if val_idx.size else None
-    history = fastnn.fit(net, Z[train_idx], y_idx[train_idx], epochs=args.epochs,
-                         batch_size=args.batch_size, optimizer=opt, seed=args.seed,
-                         validation_data=val, verbose=not args.quiet,
-                         callbacks=[] if args.quiet else [_epoch_printer(args.epochs)])
+    from fastnn.train import NonFiniteLossError
+
+    try:
+        history = fastnn.fit(net, Z[train_idx], y_idx[train_idx], epochs=args.epochs,
+                             batch_size=args.batch_size, optimizer=opt, seed=args.seed,
+                             validation_data=val, verbose=not args.quiet,
+                             callbacks=[] if args.quiet else [_epoch_printer(args.epochs)])
+    except NonFiniteLossError:
+        raise CLIError(f"training diverged (the loss became NaN or infinite) with {args.solver} "
+                       f"at learning rate {opt.lr:g}: lower --lr") from None
     secs = history.seconds
     if test_idx.size:
         acc = float(np.mean(net.predict(Z[test_idx]) == y_idx[test_idx]))
@@ -234,13 +271,15 @@ def _run_predict(args):
         raise CLIError(f"{args.model}: no such file") from None
     meta, arrays = info.get("metadata") or {}, info["arrays"]
     net = getattr(model, "network_", model)
-    X, y, _ = read_data(args.data, target=args.target or meta.get("target"),
-                        features=meta.get("feature_names"), need_y=False)
-    if X.shape[1] != net.layer_sizes[0]:
-        raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects {net.layer_sizes[0]}")
-    if "x_mean" in arrays:
-        X = (X - arrays["x_mean"]) / arrays["x_scale"]
-    X = X.astype(net.params.dtype)
+    names, target = meta.get("feature_names"), meta.get("target")
+    if not (names is None or isinstance(names, list) and all(isinstance(n, str) for n in names)) \
+            or not (target is None or isinstance(target, str)):
+        raise CLIError(f"{args.model}: its feature names or target in the metadata are not text")
+    X, y, _ = read_data(args.data, target=args.target or target, features=names, need_y=False)
+    n_in = net.layer_sizes[0]
+    if X.shape[1] != n_in:
+        raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects {n_in}")
+    X = model_inputs(X, arrays, net.params.dtype, args.model, args.data)
     classes = info["classes"]
     if args.proba and (net.output == "identity" or not hasattr(model, "predict_proba")):
         raise CLIError(f"--proba: {args.model} is a regression model, it has no probabilities")
@@ -256,42 +295,13 @@ def _run_predict(args):
             pred = proba if net.output == "identity" else (proba > 0.5).astype(np.int64)
     if pred.ndim == 2 and pred.shape[1] == 1:  # one output: one plain number per row
         pred = pred[:, 0]
-    _write_predictions(args.output, pred, proba if args.proba else None, classes)
+    write_predictions(args.output, pred, proba if args.proba else None, classes)
     known = None if classes is None else classes.astype(str)
     if y is not None and pred.ndim == 1 and net.output != "identity" \
             and (known is None or np.isin(y.astype(str), known).all()):
         acc = float(np.mean(pred.astype(str) == y.astype(str)))
         print(f"accuracy: {acc:.4f} ({y.size} labelled rows in {args.data})", file=sys.stderr)
     return 0
-
-
-def _write_predictions(path, pred, proba, classes):
-    import csv
-
-    fh = open(path, "w", newline="", encoding="utf-8") if path else sys.stdout
-    try:
-        writer = csv.writer(fh)
-        cols = pred.shape[1] if pred.ndim == 2 else 1
-        header = ["prediction"] if cols == 1 else [f"prediction_{j}" for j in range(cols)]
-        if proba is not None:
-            names = classes if classes is not None else range(proba.shape[1])
-            header += [f"p_{c}" for c in names]
-        writer.writerow(header)
-        for i in range(pred.shape[0]):
-            row = [_cell(v) for v in (pred[i] if cols > 1 else [pred[i]])]
-            if proba is not None:
-                row += [f"{v:.6g}" for v in proba[i]]
-            writer.writerow(row)
-    finally:
-        if path:
-            fh.close()
-    if path:
-        print(f"wrote {pred.shape[0]} predictions to {path}", file=sys.stderr)
-
-
-def _cell(v):
-    floating = isinstance(v, float) or getattr(getattr(v, "dtype", None), "kind", "") == "f"
-    return f"{v:.7g}" if floating else str(v)
 
 
 # --------------------------------------------------------------------------- diagnose
@@ -324,8 +334,7 @@ def _run_diagnose(args):
     if X.shape[1] != net.layer_sizes[0]:
         raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects "
                        f"{net.layer_sizes[0]}")
-    if "x_mean" in arrays:
-        X = (X - arrays["x_mean"]) / arrays["x_scale"]
+    X = model_inputs(X, arrays, net.params.dtype, args.model, args.data)
     y = label_targets(net, y, info["classes"], args.data)
     print(diagnose(net, X, y, batch_size=args.batch_size))
     return 0
@@ -341,7 +350,7 @@ def _add_bench(sub):
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads for both sides (default: all cores)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--budget", type=float, default=0.4, metavar="SECONDS",
+    p.add_argument("--budget", type=_positive_float, default=0.4, metavar="SECONDS",
                    help="time spent per side and row (default 0.4)")
     p.set_defaults(run=_run_bench)
 
@@ -420,6 +429,11 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"fastnn {args.command}: error: {_message(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:
+        if args.debug:
+            raise
+        print(f"fastnn {args.command}: error: out of memory ({_first_line(exc)})", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: still one line, with a way to see more
         if args.debug:

@@ -257,6 +257,7 @@ def squared_error(pred, targets, sample_weight=None):
     ----------
     pred : array-like, shape (n, k)
     targets : array-like, shape (n, k) (or (n,) when k == 1)
+        Finite values (in the dtype of ``pred``).
     sample_weight : array-like, shape (n,), optional
 
     Returns
@@ -266,7 +267,10 @@ def squared_error(pred, targets, sample_weight=None):
         ``w_i (pred_i - y_i) / sum_i w_i``.
     """
     p = _samples(pred, "pred")
-    y = _dense_targets(targets, p)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond pred's dtype -> inf, refused
+        y = _dense_targets(targets, p)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"targets: values must be finite in {p.dtype} (the dtype of pred)")
     sw = _sample_weight(sample_weight, p.shape[0], p.dtype)
     dp = np.empty_like(p)
     return _k.squared_error(p, y, sw, dp), dp

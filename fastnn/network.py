@@ -8,7 +8,8 @@ import numpy as np
 from fastnn._aligned import zeros as aligned_zeros
 from fastnn.kernels import engine as _k
 
-from fastnn._checks import all_finite, check_input  # noqa: F401  (all_finite: public here)
+from fastnn._checks import (all_finite, check_input, memory_problem,  # noqa: F401
+                            non_finite_message)
 from fastnn.kernels.activations import ACTIVATIONS, IDENTITY
 
 __all__ = ["Network", "OUTPUTS", "LOSSES"]
@@ -41,6 +42,8 @@ def _canonical_activation(name, where):
 
 def _random_state(seed):
     if seed is None or isinstance(seed, numbers.Integral):
+        if seed is not None and not 0 <= seed < 2 ** 32:
+            raise ValueError(f"seed must be None or an int in [0, 2**32 - 1], got {seed!r}")
         return np.random.RandomState(seed)
     if isinstance(seed, (np.random.RandomState, np.random.Generator)):
         return seed
@@ -123,9 +126,13 @@ class Network:
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(
                 f"layer_sizes must have at least 2 entries, all >= 1, got {layer_sizes!r}")
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
         n_hidden = len(sizes) - 2
         if isinstance(activation, str):
             acts = (_canonical_activation(activation, "activation"),) * n_hidden
+        elif not hasattr(activation, "__iter__"):
+            raise TypeError("activation must be a name such as 'relu' or a sequence of names, "
+                            f"got {activation!r}")
         else:
             acts = tuple(_canonical_activation(a, "activation") for a in activation)
             if len(acts) != n_hidden:
@@ -143,6 +150,10 @@ class Network:
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        problem = memory_problem(n_params * dt.itemsize)
+        if problem:
+            raise ValueError(f"layer_sizes {list(sizes)} need {n_params:,} {dt.name} parameters "
+                             f"({n_params * dt.itemsize / 2 ** 30:.3g} GiB); {problem}")
 
         self.layer_sizes = sizes
         self.activations = acts
@@ -226,7 +237,13 @@ class Network:
         ready = X.dtype == self.dtype and X.flags.c_contiguous and X.flags.writeable
         step = max(n, 1) if ready else max(chunk, 1 << 14)
         for i in range(0, n, step):
-            xi = X[i:i + step] if ready else np.array(X[i:i + step], dtype=self.dtype, order="C")
+            if ready:
+                xi = X[i:i + step]
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                    xi = np.array(X[i:i + step], dtype=self.dtype, order="C")
+            if not all_finite(xi):  # NaN in would give a confident class 0 out
+                raise ValueError(non_finite_message(X[i:i + step], xi, i, self.dtype))
             _k.forward(xi, self.tables, out_kind, self.params, ws, chunk, out[i:i + step])
         return out
 
@@ -241,7 +258,11 @@ class Network:
         :meth:`forward` run on the first ``l`` layers (no other kernel to compile; ``O(L^2)``
         layer evaluations for ``L`` layers).
         """
-        a = np.array(check_input(X, self.layer_sizes[0]), dtype=self.dtype, order="C")
+        src = check_input(X, self.layer_sizes[0])
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            a = np.array(src, dtype=self.dtype, order="C")
+        if not all_finite(a):
+            raise ValueError(non_finite_message(src, a, 0, self.dtype))
         n = a.shape[0]
         sizes, w_off, b_off, codes = self.tables
         outs = []

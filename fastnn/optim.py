@@ -6,12 +6,13 @@ step.  The update itself is one in-place kernel (:mod:`fastnn.kernels.optim`), r
 minibatch inside the compiled epoch (:func:`fastnn.train.run_epoch`).
 
 ``lr`` may be changed between epochs (schedules do exactly that); ``t`` counts the steps taken;
-``reset()`` forgets the state.  Using one optimizer for a network of another size or dtype
-resets it automatically.
+``reset()`` forgets the state.  Using one optimizer for another network (another parameter
+buffer, whatever its size) resets it automatically.
 """
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import numpy as np
 
@@ -63,17 +64,33 @@ class _Optimizer:
         self._states = None
 
     def _buffers(self, params):
-        """(state1, state2) for ``params``, allocated (zeros) on first use or on a new layout,
-        and again when the number of states changes (e.g. ``SGD.momentum`` set to or from 0)."""
+        """(state1, state2) for ``params``, allocated (zeros) on first use or for another
+        parameter buffer -- another network, even one of the same shape, starts afresh (``t``
+        back to 0) -- and again when the number of states changes (e.g. ``SGD.momentum`` set to
+        or from 0).  The buffer is remembered by a weak reference: the optimizer does not keep
+        a network alive, and a new buffer at a freed one's address is still a new buffer.
+        Only state that was pickled is adopted by a buffer of its size and dtype."""
         st, n = self._states, params.shape[0]
-        if st is None or st[0].dtype != params.dtype or st[2] != n:
+        if st is not None and st[2] is None and st[0].dtype == params.dtype \
+                and max(st[0].shape[0], st[1].shape[0]) == n:  # unpickled: adopt the buffer
+            st = self._states = (st[0], st[1], weakref.ref(params))
+        if st is None or st[2] is None or st[2]() is not params:
             self.t = 0
             st = None
         lengths = [n if i < self._n_states else 0 for i in range(2)]
         if st is None or [st[0].shape[0], st[1].shape[0]] != lengths:
             bufs = [np.zeros(m, dtype=params.dtype) for m in lengths]
-            st = self._states = (bufs[0], bufs[1], n)
+            st = self._states = (bufs[0], bufs[1], weakref.ref(params))
         return st[0], st[1]
+
+    def __getstate__(self):
+        # a weak reference cannot be pickled: the state travels unbound and is adopted by the
+        # first parameter buffer of its size and dtype (the unpickled network's, with an
+        # estimator pickled whole)
+        state = dict(self.__dict__)
+        if state.get("_states") is not None:
+            state["_states"] = (*state["_states"][:2], None)
+        return state
 
     def _hparams(self):
         raise NotImplementedError

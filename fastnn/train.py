@@ -9,6 +9,7 @@ schedule and calls the callbacks.  Estimators with their own loop (``fastnn.skle
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
 
 import numpy as np
@@ -164,6 +165,9 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     sw = sw if sample_weight is not None else None
     if X.shape[0] == 0:
         raise ValueError("X must have at least one row")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or seed < 0):
+        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

@@ -174,6 +174,8 @@ def bad(data):
     np.save(d / "X_alone.npy", np.ones((4, 2)))
     raw = (d / "blobs.npz").read_bytes()
     (d / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    (d / "dup.csv").write_text("a,a,kind\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
+    (d / "huge.csv").write_text("f1,f2,f3,kind\n1,2,3,ant\n1e300,2,3,bee\n")
     return d
 
 
@@ -197,15 +199,32 @@ def bad(data):
     (["--data", "X_alone.npy"], ["no labels", "y_alone.npy"]),
     (["--data", "X_blobs.npy", "--labels", "nope.npy"], ["nope.npy: no such file"]),
     (["--hidden", "12,x"], ["--hidden", "'12,x'"]),
+    (["--data", "dup.csv", "--target", "kind"], ["dup.csv: duplicate column name(s) 'a'"]),
+    (["--data", "blobs.csv", "--target", "kind", "--hidden", "100000,100000"],
+     ["--hidden 100000,100000: a 3-100000-100000-3 network has 10,000,800,003 parameters",
+      "GiB of memory"]),
+    (["--data", "blobs.csv", "--target", "kind", "--lr", "1e30", "--solver", "sgd"],
+     ["training diverged", "learning rate 1e+30: lower --lr"]),
+    (["--data", "blobs.csv", "--target", "kind", "--save", "."],
+     [".: is a directory; give a file name"]),
 ])
 def test_train_bad_input(bad, args, fragments):
+    before = sorted(os.listdir(bad))
     proc = run("train", *args, "--epochs", "1", "--quiet", cwd=bad)
     assert_one_line_error(proc, "fastnn train: error:", *fragments)
+    assert sorted(os.listdir(bad)) == before  # nothing written, not even a temporary file
+    if "--save" in args:
+        assert "held-out accuracy" not in proc.stdout  # refused before training
 
 
 def test_usage_errors_are_one_line(bad):
     assert_one_line_error(run("train", "--epochs", "0"), "--epochs: must be >= 1", status=2)
     assert_one_line_error(run("frobnicate"), "invalid choice", status=2)
+    for value in ("nan", "-1", "inf", "0"):
+        assert_one_line_error(run("bench", "--budget", value),
+                              f"--budget: must be a finite number > 0, got {value}", status=2)
+        assert_one_line_error(run("train", "--lr", value), "--lr: must be a finite number > 0",
+                              status=2)
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +241,19 @@ def model(bad):
     meta["format_version"] = 99
     entries["__fastnn__"] = np.array(json.dumps(meta))
     np.savez(bad / "model_future.npz", **entries)
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"PK\x01\x02") + 10] = 99  # the compression method of the first member
+    (bad / "model_method.npz").write_bytes(bytes(raw))
+    meta["format_version"] = 1
+    for name, argv in (("evil_version", ["--version"]),
+                       ("evil_write", ["predict", "--model", str(path), "--data",
+                                       str(bad / "blobs.csv"), "--output",
+                                       str(bad / "blobs.csv")])):
+        meta["kind"] = "main"
+        meta["estimator"] = {"class": "main", "module": "fastnn.cli", "attributes": {},
+                             "params": {"argv": argv}}
+        entries["__fastnn__"] = np.array(json.dumps(meta))
+        np.savez(bad / f"{name}.npz", **entries)
     return path
 
 
@@ -238,7 +270,15 @@ def model(bad):
     (["--model", "model.npz", "--data", "X_alone.npy"], ["2 features, the model expects 3"]),
     (["--model", "model.npz", "--data", "blobs.csv", "--output", "no/such/dir/p.csv"],
      ["does not exist"]),
+    (["--model", "model.npz", "--data", "huge.csv", "--output", "p.csv"],
+     ["huge.csv: features too large for the model's float32 after scaling", "row 1"]),
+    (["--model", "model_method.npz", "--data", "blobs.csv"], ["model_method.npz", "method 99"]),
+    (["--model", "evil_version.npz", "--data", "blobs.csv"], ["evil_version.npz", "'main'"]),
+    (["--model", "evil_write.npz", "--data", "blobs.csv", "--output", "p.csv"],
+     ["evil_write.npz", "fastnn rebuilds only"]),
 ])
 def test_predict_bad_input(model, bad, args, fragments):
+    before = {name: (bad / name).read_bytes() for name in os.listdir(bad)}
     proc = run("predict", *args, cwd=bad)
     assert_one_line_error(proc, "fastnn predict: error:", *fragments)
+    assert {name: (bad / name).read_bytes() for name in os.listdir(bad)} == before

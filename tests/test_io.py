@@ -241,5 +241,35 @@ def test_estimator_file_cannot_import_other_modules(tmp_path, good_file):
     meta = _meta(good_file)
     meta["estimator"] = {"class": "Popen", "module": "subprocess", "params": {}, "attributes": {}}
     bad = _rewrite(good_file, tmp_path / "evil.npz", __fastnn__=np.array(json.dumps(meta)))
-    with pytest.raises(ValueError, match="is not fastnn's"):
+    with pytest.raises(ValueError, match="a Network file with an estimator entry"):
         fastnn.load(bad)
+    meta["kind"] = "Popen"
+    bad = _rewrite(good_file, tmp_path / "evil.npz", __fastnn__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="describes a 'Popen'; fastnn rebuilds only Network, "
+                       "MLPClassifier, MLPRegressor"):
+        fastnn.load(bad)
+
+
+def test_files_without_an_arrays_list_still_load_their_arrays(tmp_path):
+    path = tmp_path / "m.npz"
+    io.save(_net("softmax", "float64"), path, arrays={"x_mean": np.arange(5.0)})
+    meta = _meta(path)
+    assert meta["arrays"] == ["x_mean"]
+    del meta["arrays"]  # as written before the list was kept
+    old = _rewrite(path, tmp_path / "old.npz", __fastnn__=np.array(json.dumps(meta)))
+    np.testing.assert_array_equal(io.load_model(old)[1]["arrays"]["x_mean"], np.arange(5.0))
+    meta["arrays"] = ["x_mean", "gone"]
+    bad = _rewrite(path, tmp_path / "bad.npz", __fastnn__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="its array 'gone' is missing"):
+        fastnn.load(bad)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_class_weight_keys_keep_their_type(tmp_path, iris):
+    X, y = iris
+    clf = fastnn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                               class_weight={0: 1.0, 1: 3.0, 2: 1.0}).fit(X, y)
+    fastnn.save(clf, tmp_path / "cw.npz")
+    back = fastnn.load(tmp_path / "cw.npz")
+    assert back.class_weight == {0: 1.0, 1: 3.0, 2: 1.0}
+    assert back.fit(X, y).network_.params.tobytes() == clf.fit(X, y).network_.params.tobytes()

@@ -200,6 +200,9 @@ def test_copy_pickle_and_per_layer_activations():
     (dict(layer_sizes=[3, 4, 2], activation=["relu", "tanh"]), "activation"),
     (dict(layer_sizes=[3, 4, 2], output="softmin"), "output"),
     (dict(layer_sizes=[3, 4, 2], dtype="float16"), "dtype"),
+    (dict(layer_sizes=[3, 4, 2], seed=-5), "seed must be None or an int in"),
+    (dict(layer_sizes=[2 ** 70, 2]), r"layer_sizes .* need 2,361,183,241,434,822,606,850 "),
+    (dict(layer_sizes=[64, 10 ** 5, 10 ** 5, 10]), r"GiB\); this machine has .* GiB of memory"),
 ])
 def test_constructor_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -220,6 +223,8 @@ def test_input_errors():
         net.loss_and_grad(np.ones((2, 3)), [0, 1], alpha=-1)
     with pytest.raises(ValueError, match="sample_weight"):
         net.loss_and_grad(np.ones((2, 3)), [0, 1], sample_weight=[1.0])
+    with pytest.raises(ValueError, match="X must have at least one row"):
+        net.loss_and_grad(np.ones((0, 3)), np.zeros(0, dtype=int))
 
 
 def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
@@ -321,3 +326,30 @@ def test_layer_outputs_match_reference(dtype):
         np.testing.assert_allclose(got, exp, rtol=tol, atol=tol)
     np.testing.assert_array_equal(outs[-1], net.forward(X))
     assert len(Network([5, 3], seed=0).layer_outputs(X)) == 1  # no hidden layer
+
+
+def test_activation_none_is_a_clear_type_error():
+    with pytest.raises(TypeError, match="activation must be a name such as 'relu' or a "
+                       "sequence of names, got None"):
+        Network([3, 4, 2], activation=None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_predictions_on_non_finite_input_raise(output, dtype):
+    net = Network([3, 4, 2], output=output, dtype=dtype, seed=0)
+    methods = [net.predict, net.predict_proba, net.forward, net.logits, net.layer_outputs]
+    for bad in (np.nan, np.inf, -np.inf):
+        for X in (np.array([[0.0, 1.0, 2.0], [bad, 0.0, 0.0]]),
+                  np.array([[0.0, 1.0, 2.0], [bad, 0.0, 0.0]], dtype=dtype)):
+            for method in methods:
+                with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first in "
+                                   r"row 1\)"):
+                    method(X)
+    big = np.array([[0.0, 1.0, 2.0], [1e39, 0.0, 0.0]])  # finite in float64, inf in float32
+    for method in methods:
+        if dtype == "float32":
+            with pytest.raises(ValueError, match="too large for the network's float32"):
+                method(big)
+        else:
+            assert np.isfinite(np.asarray(method(big)[-1])).all()

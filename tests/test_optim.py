@@ -149,3 +149,37 @@ def test_momentum_set_after_construction_is_used():
     p = np.zeros(3)
     late.step(p, np.ones(3))
     np.testing.assert_allclose(p, -0.05)
+
+
+def test_a_reused_optimizer_starts_afresh_on_every_new_network():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4))
+    y = rng.integers(0, 3, 40)
+
+    def train(seed, opt):
+        net = fastnn.Network([4, 6, 3], activation="tanh", dtype="float64", seed=seed)
+        fastnn.fit(net, X, y, epochs=3, batch_size=8, optimizer=opt, seed=seed)
+        return net
+
+    shared = fastnn.Adam(0.05)
+    for seed in range(3):  # the same shape every time: only the network's identity differs
+        net = train(seed, shared)
+        assert shared.t == 15  # restarted at 0 for this network: 3 epochs x 5 minibatches
+        assert net.params.tobytes() == train(seed, fastnn.Adam(0.05)).params.tobytes()
+    # the same network keeps its state (warm restart)
+    fastnn.fit(net, X, y, epochs=1, batch_size=8, optimizer=shared, seed=0)
+    assert shared.t == 20
+
+
+def test_pickled_state_is_adopted_by_the_unpickled_network():
+    import pickle
+
+    opt = fastnn.SGD(lr=0.1, momentum=0.5)
+    p = np.zeros(3)
+    opt.step(p, np.ones(3))
+    opt2, p2 = pickle.loads(pickle.dumps((opt, p)))
+    opt.step(p, np.ones(3))
+    opt2.step(p2, np.ones(3))  # the velocity travelled with the pickle
+    assert opt2.t == 2 and p2.tolist() == p.tolist()
+    opt2.step(np.zeros(3), np.ones(3))  # then another buffer: afresh
+    assert opt2.t == 1

@@ -377,7 +377,8 @@ def _squared_row(p, y, c, dp):
     row = 0.0
     for j in range(p.shape[0]):
         r = p[j] - y[j]
-        row += np.float64(r * r)
+        d = np.float64(p[j]) - np.float64(y[j])  # float32 r * r overflows from |r| = 1.8e19
+        row += d * d
         dp[j] = cc * r
     return 0.5 * row
 

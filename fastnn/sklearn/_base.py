@@ -19,7 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from fastnn import stream
 from fastnn.network import Network
-from fastnn._checks import prepare_inputs
+from fastnn._checks import all_finite, non_finite_message, prepare_inputs
 from fastnn._engine import NonFiniteLossError
 
 from . import _solvers
@@ -125,6 +125,7 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+            _check_weights(sample_weight, "sample_weight")
         sample_weight = self._extra_sample_weight(y, sample_weight, incremental)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
@@ -312,6 +313,16 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         return tags
 
 
+def _check_weights(weights, name):
+    """Per-sample weights must be finite, >= 0 and not all zero (the loss divides by their sum)."""
+    if not np.isfinite(weights).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    if weights.size and weights.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got a minimum of {float(weights.min())!r}")
+    if weights.size and not weights.sum() > 0:
+        raise ValueError(f"{name}: the weights sum to zero; give some samples a positive weight")
+
+
 def _dense(X, dtype):
     """C-contiguous, writeable ``dtype`` array (sparse input is densified in one piece).
     A memory-mapped ``X`` is returned as is: fastnn reads it block by block (fastnn.stream)."""
@@ -319,7 +330,11 @@ def _dense(X, dtype):
         return X
     if sp.issparse(X):
         X = X.toarray()
-    X = np.ascontiguousarray(X, dtype=dtype)
+    source = X
+    with np.errstate(over="ignore", invalid="ignore"):  # out of range -> inf, checked below
+        X = np.ascontiguousarray(X, dtype=dtype)
+    if np.asarray(source).dtype.itemsize > X.dtype.itemsize and not all_finite(X):
+        raise ValueError(non_finite_message(np.asarray(source), X, 0, dtype))
     if not X.flags.writeable:  # read-only memmaps: one compiled specialisation for all inputs
         X = X.copy()
     return X

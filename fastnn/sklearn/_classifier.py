@@ -1,6 +1,8 @@
 """fastnn.MLPClassifier: scikit-learn's MLPClassifier on the fastnn engine."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
@@ -14,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from fastnn.functional import log_softmax
 
 from . import _solvers
-from ._base import BaseMLP, _dense, compose_doc, store_params
+from ._base import BaseMLP, _check_weights, _dense, compose_doc, store_params
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -129,6 +131,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 "of the whole data set are unknown. Pass a dict, e.g. from "
                 "sklearn.utils.class_weight.compute_class_weight('balanced', classes=..., y=...)."
             )
+        if isinstance(self.class_weight, dict):
+            for c, w in self.class_weight.items():
+                if isinstance(w, bool) or not isinstance(w, numbers.Real) or not np.isfinite(w) \
+                        or w < 0:
+                    raise ValueError("class_weight must map classes to finite weights >= 0, "
+                                     f"got {w!r} for class {c!r}")
         index = np.argmax(y, axis=1) if y.shape[1] > 1 else y[:, 0].astype(np.intp)
         labels = self.classes_[index]
         present = np.unique(labels)
@@ -141,10 +149,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if isinstance(self.class_weight, dict):  # keys for classes absent from this y
             for i, c in enumerate(self.classes_):
                 weights[i] = self.class_weight.get(c, weights[i])
-        per_sample = weights[index]
-        if sample_weight is None:
-            return per_sample.astype(np.float64)
-        return sample_weight * per_sample.astype(sample_weight.dtype)
+        per_sample = weights[index].astype(np.float64 if sample_weight is None
+                                           else sample_weight.dtype)
+        if sample_weight is not None:
+            per_sample *= sample_weight
+        _check_weights(per_sample, "class_weight" if sample_weight is None
+                       else "sample_weight times class_weight")
+        return per_sample
 
     # ------------------------------------------------------------------ predict
     def predict(self, X):
