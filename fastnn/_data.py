@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["CLIError", "read_data", "model_inputs", "write_predictions"]
+__all__ = ["CLIError", "read_data", "model_inputs", "write_predictions", "check_writable"]
 
 
 class CLIError(Exception):
@@ -226,3 +226,17 @@ def _is_number(text):
 def _first_line(exc):
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_writable(*paths):
+    for path in paths:
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise CLIError(f"{path}: is a directory; give a file name, e.g. "
+                           f"{os.path.join(path, 'model.npz')}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise CLIError(f"{path}: the folder to write into does not exist")
+        if not os.access(folder, os.W_OK):
+            raise CLIError(f"{path}: the folder {folder} is not writable")
