@@ -1,4 +1,4 @@
-"""Large nets at the GEMM limit: 784-4096-4096-10, batch 512, relu, softmax, float32 (issue 6).
+"""Large nets at the GEMM limit: 784-4096-4096-10, batch 512, relu, softmax, float32.
 
 One step = forward + softmax cross-entropy + backward + SGD(lr=0.01) on one minibatch.  Group
 ``large step ...`` times, on the same data, ``S`` steps per call:

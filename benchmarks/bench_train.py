@@ -8,7 +8,7 @@ Each group times, on the same data and the same number of steps ``S`` per call:
     ``aᵀ δ`` and deltas ``δ Wᵀ`` -- on preallocated arrays through the BLAS fastnn uses
     (:func:`fastnn.kernels._blas.gemm`, NumPy's OpenBLAS), S times in one compiled call.
 Per-step time = call time / S (in ``extra_info["us_per_step"]``); ratios within a group are
-per-step ratios.  Targets (issue 3, 2 threads): 2-3-2 >= 50x faster than the reference,
+per-step ratios.  Targets (2 threads): 2-3-2 >= 50x faster than the reference,
 64-64-10 >= 5x, the two large nets <= 1.10x their own matmuls and never slower than the
 reference.  Parameters are reset before every round, so every round trains the same steps.
 """
@@ -60,9 +60,7 @@ def test_step_fastnn(benchmark, name):
     init = net.params.copy()
     opt = fastnn.SGD(lr=0.1)
     order = shuffled(X.shape[0])
-    # compile / load the kernel the timed calls use: the same number of steps picks the same
-    # (one- or two-thread) kernel, and no 2-thread BLAS call just before leaves OpenBLAS's idle
-    # thread spinning on a core the two-thread kernels need
+    # compile / load the kernel the timed calls use
     run_epoch(net, X, y, opt, batch_size=batch, order=order)
 
     def reset():

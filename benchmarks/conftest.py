@@ -19,22 +19,17 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-ENV_VAR = "FASTNN_BENCH_THREADS"
-DEFAULT_THREADS = 2
+from _interleave import ENV_VAR, bench_threads as _bench_threads  # benchmarks/ is on sys.path
 
 _session = {}  # filled by the pinned_threads fixture, read by the machine-info hook
 
 
 def bench_threads():
     """Thread count for this benchmark session (``FASTNN_BENCH_THREADS``, default 2)."""
-    raw = os.environ.get(ENV_VAR, str(DEFAULT_THREADS))
     try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise pytest.UsageError(f"{ENV_VAR} must be an integer >= 1, got {raw!r}")
-    return min(n, numba.config.NUMBA_NUM_THREADS)
+        return _bench_threads()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.fixture(scope="session", autouse=True)
