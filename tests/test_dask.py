@@ -43,7 +43,9 @@ def _first_fit_seconds():
 
     t1 = time.perf_counter()
     X = np.random.default_rng(0).normal(size=(40, 4))
-    MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(X, X[:, 0] > 0)
+    # three classes, as iris: a softmax output, whose kernels the serial search compiled (a
+    # call compiles only the loss it trains)
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(X, (X[:, 0] > 0) + (X[:, 1] > 0))
     return round(t1 - t0, 3), round(time.perf_counter() - t1, 3)
 
 
