@@ -71,14 +71,19 @@ def weights_array(sample_weight, dtype):
 
 
 def _buffers(net, batch_size):
-    key = (batch_size, net.dtype, net.n_params)
+    """``(workspace, gradient, snapshots)`` for ``net``: the first two per batch size, the
+    snapshot (the start of the last epoch known to give a finite loss, see
+    :func:`fastnn.kernels.engine.train_epochs`) kept across calls and batch sizes."""
     bufs = _buffers_of.get(net)
-    if bufs is None or bufs[0] != key:
-        p = net.n_params
-        bufs = (key, aligned_zeros(_k.workspace_size(net.layer_sizes, batch_size), net.dtype),
-                aligned_zeros(p, net.dtype), aligned_zeros(p, net.dtype))
-        _buffers_of[net] = bufs
-    return bufs[1:]
+    p = net.n_params
+    if bufs is None or bufs["snapshots"][0].shape[0] != p or bufs["dtype"] != net.dtype:
+        bufs = _buffers_of[net] = {"dtype": net.dtype, "batch": None, "snapshots": (
+            aligned_zeros(p, net.dtype), np.zeros(1, dtype=np.int64))}
+    if bufs["batch"] != batch_size:
+        bufs["batch"] = batch_size
+        bufs["work"] = (aligned_zeros(_k.workspace_size(net.layer_sizes, batch_size), net.dtype),
+                        aligned_zeros(p, net.dtype))
+    return (*bufs["work"], bufs["snapshots"])
 
 
 def one_blas_thread(layer_sizes, batch_size):
@@ -110,7 +115,8 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     (losses, stopped, failed_step) : float64[e] losses of the e completed epochs; True when the
     rule in ``stop`` ended training; 0, or the 1-based minibatch of epoch ``e + 1`` at which
     the loss (or, at the epoch's end, a parameter) was not finite — ``net.params`` are then
-    those of the start of that epoch.
+    the last parameters known to give a finite loss (the start of that epoch, or of the one
+    before when its first minibatch failed).
     """
     # read-only input (e.g. arrays unpickled by a parallel backend) is copied: the kernels take
     # writeable arrays, so one compiled version serves every caller
@@ -125,11 +131,11 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     hp = optimizer._hparams()
     kind = net.out_kind if out_kind is None else int(out_kind)
     with _lock(net):
-        ws, grad, snapshot = _buffers(net, batch_size)
+        ws, grad, snapshots = _buffers(net, batch_size)
         epochs, steps, finite, stopped = _k.train_epochs(
             (X, targets, sw), loss_marker(kind, targets), orders, batch_size, net.tables,
             net.params, grad, (optimizer.kind, hp, s1, s2), optimizer.t, float(alpha), ws,
-            float(data_loss_scale), stop, losses, snapshot,
+            float(data_loss_scale), stop, losses, snapshots,
             one_blas_thread(net.layer_sizes, batch_size))
         optimizer.t += steps
         optimizer.lr = float(hp[0])
@@ -164,7 +170,8 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     ------
     NonFiniteLossError
         when a minibatch loss (or a parameter after the epoch) is NaN/inf: ``net.params`` are
-        restored to those of the start of the epoch.
+        restored to the last ones known to give a finite loss (the start of the epoch, or of
+        the epoch before when the first minibatch failed).
     """
     if X.dtype != net.dtype or not X.flags.c_contiguous or X.ndim != 2:
         raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
@@ -194,6 +201,6 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     if failed:
         raise NonFiniteLossError(
             f"the training loss became NaN or infinite at minibatch {failed} of the epoch "
-            f"(learning rate {optimizer.lr:g}); the network keeps the weights of the start of "
-            "the epoch. Lower the learning rate or scale the inputs.")
+            f"(learning rate {optimizer.lr:g}); the network keeps the last weights that gave a "
+            "finite loss (the start of an epoch). Lower the learning rate or scale the inputs.")
     return float(losses[0])

@@ -38,6 +38,8 @@ def inputs(draw):
     x_dtype = draw(st.sampled_from([np.float32, np.float64, np.int64, np.bool_, np.dtype("U2")]))
     X = draw(_values(x_dtype, (n, d)) if draw(st.booleans()) else st.just(
         np.random.default_rng(n).normal(size=(n, d))))
+    if X.dtype.kind in "fi" and draw(st.booleans()):  # read-only memory (np.frombuffer)
+        X = np.frombuffer(X.tobytes(), dtype=X.dtype).reshape(X.shape)
     y_kind = draw(st.sampled_from(["labels", "floats", "probs", "bad_shape", "strings"]))
     m = n if draw(st.integers(0, 4)) else max(0, n - 1)  # sometimes one row short
     if y_kind == "labels":

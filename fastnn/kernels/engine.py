@@ -347,7 +347,7 @@ def _all_finite(a):
 
 @jit
 def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step0, alpha,
-                 ws, loss_scale, stop, losses, snapshot, one_blas_thread):
+                 ws, loss_scale, stop, losses, snapshots, one_blas_thread):
     """Train one epoch per row of ``orders`` in one call, with scikit-learn's end-of-epoch
     rules (:func:`epoch_end`) in between.
 
@@ -368,16 +368,21 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
     loss_scale : float — multiplies the data term of the reported loss.
     stop : float64[STOP_SIZE] (updated) or float64[0] (run all E epochs).
     losses : float64[E] — written: each epoch's mean loss.
-    snapshot : float[p] — written: the parameters at the start of the last epoch run.
+    snapshots : (float[p], int64[1]) — the parameters at the start of the last epoch whose
+        first minibatch had a finite loss, and 1 once it holds one; kept across calls (the
+        caller's buffers), so one epoch per call works the same.
     one_blas_thread : bool — run every product on one BLAS thread for the call (a network
         whose products are all small: waking a second thread costs more than it saves).
 
     Returns
     -------
     (epochs, steps, finite, stopped) : epochs completed; optimizer steps taken; False when a
-    minibatch loss or the parameters after an epoch were not finite (then ``params`` are
-    restored to ``snapshot``, the start of that epoch); True when the rule in ``stop`` ended
-    training.  A minibatch whose sample weights sum to zero has no gradient: it is skipped.
+    minibatch loss or the parameters after an epoch were not finite; True when the rule in
+    ``stop`` ended training.  A minibatch whose sample weights sum to zero has no gradient: it
+    is skipped.  After a failure ``params`` are the last parameters known to give a finite loss:
+    the start of the failing epoch, or, when its very first minibatch failed (the updates of
+    the epoch before made the parameters finite but useless), the start of the epoch before.
+    (Both are the start of the last epoch whose first minibatch was finite: ``snapshots``.)
 
     Notes
     -----
@@ -400,9 +405,10 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
     m = orders.shape[1]
     steps = 0
     done, finite, stopped = orders.shape[0], True, False
+    snapshot, held = snapshots
     for e in range(orders.shape[0]):
         order = orders[e]
-        _copy(params, snapshot)
+        epoch_steps = 0
         data_sum = 0.0
         l2_sum = 0.0
         for i0 in range(0, m, batch_size):
@@ -420,15 +426,20 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
             if not math.isfinite(value):
                 finite = False
                 break
+            if epoch_steps == 0:  # these parameters give a finite loss: keep them
+                _copy(params, snapshot)
+                held[0] = 1
             l2 = _backward(ws, zero, rows, tables, params, grad, ws, batch_size, alpha, wsum, yes,
                            opt, step0 + steps + 1)
             data_sum += value * rows
             l2_sum += l2 * rows
             steps += 1
+            epoch_steps += 1
         if finite:
             finite = _all_finite(params)
         if not finite:
-            _copy(snapshot, params)
+            if held[0] == 1:
+                _copy(snapshot, params)
             done = e
             break
         losses[e] = (data_sum * loss_scale + l2_sum) / max(1, m)
