@@ -258,7 +258,9 @@ def softmax_cross_entropy_labels(z, labels, sw, dz):
     """
     n, k = z.shape
     wsum, _ = _weights(sw, n)
-    return ce_labels_block(z.ravel(), 0, dz.ravel(), 0, n, k, labels, sw, np.arange(n), 0, wsum)
+    zero = np.int64(0)  # (values, not literals: the engine's compiled block kernel is reused)
+    return ce_labels_block(z.ravel(), zero, dz.ravel(), zero, n, k, labels, sw, np.arange(n),
+                           zero, wsum)
 
 
 @jit
