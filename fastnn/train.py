@@ -85,10 +85,12 @@ def _callback_fn(cb):
 def _validation_metrics(net, Xv, yv):
     """(data loss, accuracy or None, R^2 or None) on the validation set.
 
-    The loss comes from the logits through the fused losses (the training objective's own
-    kernels), not from probabilities: a confident wrong prediction whose probability underflows
-    to 0 still has its finite loss instead of a clipped one."""
-    from fastnn import functional as F
+    The loss comes from the logits (log-sum-exp), not from probabilities: a confident wrong
+    prediction whose probability underflows to 0 still has its finite loss instead of a clipped
+    one.  It is computed by :mod:`fastnn.reference`, the NumPy twins of the fused losses (the
+    same formulas; tested against the kernels): once per epoch on the validation rows, NumPy
+    costs nothing next to the epoch, and a first fit compiles one kernel fewer."""
+    from fastnn import reference as F
 
     z = net.logits(Xv)
     if net.output == "softmax":
