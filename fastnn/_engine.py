@@ -134,8 +134,8 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
         ws, grad, snapshots = _buffers(net, batch_size)
         epochs, steps, finite, stopped = _k.train_epochs(
             (X, targets, sw), loss_marker(kind, targets), orders, batch_size, net.tables,
-            net.params, grad, (optimizer.kind, hp, s1, s2), optimizer.t, float(alpha), ws,
-            float(data_loss_scale), stop, losses, snapshots,
+            net.params, grad, (_k.optimizer_marker(optimizer.kind), hp, s1, s2), optimizer.t,
+            float(alpha), ws, float(data_loss_scale), stop, losses, snapshots,
             one_blas_thread(net.layer_sizes, batch_size))
         optimizer.t += steps
         optimizer.lr = float(hp[0])

@@ -45,7 +45,7 @@ from fastnn.kernels._blas import gemm_flat
 from fastnn.kernels._cpu import FTZ_DAZ, blas_threads, fp_mode, set_blas_threads, set_fp_mode
 from fastnn.kernels._math import like
 from fastnn.kernels.activations import activation_grad, bias_activation, logistic
-from fastnn.kernels.optim import SGD_KIND, adam_lr, step_range
+from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
 from fastnn.kernels.softmax import (
     _ce_probs_row, _poisson_row, _sigmoid_ce_row, _sigmoid_se_row, _softmax_row, _squared_row,
     ce_labels_block,
@@ -53,7 +53,7 @@ from fastnn.kernels.softmax import (
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE", "LOSS_ROWS",
-    "loss_marker",
+    "loss_marker", "optimizer_marker",
     "SMALL_MACS", "BLAS_SERIAL_MAX",
     "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
     "loss_grad", "forward", "epoch_end",
@@ -85,6 +85,43 @@ def loss_marker(out_kind, labels):
     if out_kind == OUT_SOFTMAX and labels:
         index = 0
     return (0,) * (index + 1)
+
+
+def optimizer_marker(kind):
+    """The kernels' optimizer argument for ``kind`` (``SGD_KIND`` or ``ADAM_KIND``): its type
+    selects the update at compile time, as :func:`loss_marker` does for the loss."""
+    return (0,) if kind == SGD_KIND else (0, 0)
+
+
+def _is_sgd(kind):
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_is_sgd)
+def _is_sgd_ov(kind):
+    sgd = kind.count == 1
+    return lambda kind: sgd
+
+
+def _update(kind, hp, step, params, grad, s1, s2):
+    """The optimizer step on ``params`` (a slice starting at its range) from ``grad``."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_update)
+def _update_ov(kind, hp, step, params, grad, s1, s2):
+    if kind.count == 1:
+        def sgd(kind, hp, step, params, grad, s1, s2):
+            t = params.dtype.type
+            sgd_range(params, grad, s1, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, params.shape[0])
+        return sgd
+
+    def adam(kind, hp, step, params, grad, s1, s2):
+        t = params.dtype.type
+        lr_t = adam_lr(hp[0], hp[1], hp[2], step)
+        adam_range(params, grad, s1, s2, t(lr_t), t(hp[1]), t(hp[2]), t(hp[3]),
+                   t(1.0 - hp[0] * hp[4]), 0, params.shape[0])
+    return adam
 
 
 def _loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
@@ -184,8 +221,7 @@ def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, 
         h_total += sizes[l]
     c = alpha / wsum
     lr = hp[0]
-    plain_sgd = update and kind == SGD_KIND and hp[1] == 0.0
-    lr_t = lr if kind == SGD_KIND else adam_lr(lr, hp[1], hp[2], step)
+    plain_sgd = update and _is_sgd(kind) and hp[1] == 0.0
     sq = 0.0
     ao = cap * sizes[0]
     for l in range(n_layers - 1):
@@ -233,9 +269,9 @@ def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, 
                     g[i] += cc * w[i]
             if update:
                 hi = bo + d_out
-                step_range(kind, hp, lr_t, params[wo:hi], grad[wo:hi],
-                           s1[wo:hi] if s1.shape[0] > 0 else s1,
-                           s2[wo:hi] if s2.shape[0] > 0 else s2, hi - wo)
+                _update(kind, hp, step, params[wo:hi], grad[wo:hi],
+                        s1[wo:hi] if s1.shape[0] > 0 else s1,
+                        s2[wo:hi] if s2.shape[0] > 0 else s2)
         if l > 0:
             ao -= cap * d_in
     return 0.5 * alpha * sq / wsum
@@ -272,7 +308,7 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
                   wsum)
     # np.int64()/np.bool_(): plain values, not literals, so the callees compile once for every
     # entry point (a literal argument makes numba specialise on it)
-    opt = (np.int64(SGD_KIND), np.zeros(5), params[0:0], params[0:0])
+    opt = ((zero,), np.zeros(5), params[0:0], params[0:0])  # (SGD: no update is applied)
     l2 = _backward(x.ravel(), zero, n, tables, params, grad, ws, n, alpha, wsum, np.bool_(False),
                    opt, np.int64(1))
     return value, l2
@@ -358,8 +394,8 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
         ``order[i:i + batch_size]`` (the last may be partial).
     batch_size : int >= 1.
     tables, params : the network; grad : float[p] scratch.
-    opt : (kind, hp, state1, state2) — ``kind`` SGD_KIND or ADAM_KIND
-        (:mod:`fastnn.kernels.optim`); ``hp`` float64[5]: SGD ``(lr, momentum, nesterov, 0, 0)``,
+    opt : (kind, hp, state1, state2) — ``kind`` the marker :func:`optimizer_marker` of
+        SGD_KIND or ADAM_KIND (:mod:`fastnn.kernels.optim`); ``hp`` float64[5]: SGD ``(lr, momentum, nesterov, 0, 0)``,
         Adam/AdamW ``(lr, beta1, beta2, eps, weight_decay)``; ``hp[0]`` follows the schedule in
         ``stop``; states float[p] or float[0] (SGD velocity; Adam ``m``, ``v``).
     step0 : int — optimizer steps taken before (Adam's ``t``).

@@ -21,9 +21,8 @@ import numpy as np
 
 from fastnn._jit import jit
 
-__all__ = ["SGD_KIND", "ADAM_KIND", "sgd_range", "adam_range", "step_range",
-           "sgd_update",
-           "adam_update", "adam_lr", "optimizer_step"]
+__all__ = ["SGD_KIND", "ADAM_KIND", "sgd_range", "adam_range", "sgd_update", "adam_update",
+           "adam_lr", "optimizer_step"]
 
 SGD_KIND = 0
 ADAM_KIND = 1
@@ -58,21 +57,6 @@ def adam_range(params, grad, m, v, lr_t, beta1, beta2, eps, decay, lo, hi):
         m[i] = mi
         v[i] = vi
         params[i] = params[i] * decay - lr_t * mi / (np.sqrt(vi) + eps)
-
-
-@jit
-def step_range(kind, hp, lr_t, params, grad, state1, state2, n):
-    """The serial step of optimizer ``kind`` on ``params[:n]``: :func:`sgd_range` or
-    :func:`adam_range` with the scalars of ``hp`` (as :func:`optimizer_step`) cast to the
-    buffers' dtype; ``lr_t`` is Adam's bias-corrected rate (:func:`adam_lr`, unused by SGD).
-    Callers pass views that start at their range: a loop from a run-time start keeps numba's
-    negative-index wraparound and runs scalar (Adam on 7.5k parameters ~10 µs instead of ~3)."""
-    t = params.dtype.type
-    if kind == SGD_KIND:
-        sgd_range(params, grad, state1, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, n)
-    else:
-        adam_range(params, grad, state1, state2, t(lr_t), t(hp[1]), t(hp[2]), t(hp[3]),
-                   t(1.0 - hp[0] * hp[4]), 0, n)
 
 
 @jit
