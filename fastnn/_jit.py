@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 import os
 import warnings
 from pathlib import Path
@@ -78,28 +79,37 @@ def jit(fn=None, *, cache: bool = True, **options):
     return decorate if fn is None else decorate(fn)
 
 
-class _FirstCompile(event.Listener):
-    def __init__(self, callback):
-        self.callback = callback
+class _Compiles(event.Listener):
+    def __init__(self, started, finished):
+        self.started, self.finished = started, finished
         self.fired = False
+        self.depth = 0  # nested compiles (a kernel's callees) inside the outermost one
+        self.t0 = 0.0
 
     def on_start(self, ev):
         func = getattr(ev.data.get("dispatcher"), "py_func", None)
-        if not self.fired and getattr(func, "__module__", "").startswith("fastnn."):
-            self.fired = True
-            self.callback()
+        if self.depth == 0:
+            self.t0 = time.perf_counter()
+            if not self.fired and getattr(func, "__module__", "").startswith("fastnn."):
+                self.fired = True
+                self.started()
+        self.depth += 1
 
     def on_end(self, ev):
-        pass
+        self.depth -= 1
+        if self.depth == 0 and self.fired:
+            self.finished(time.perf_counter() - self.t0)
 
 
 @contextlib.contextmanager
-def on_first_compile(callback):
-    """Call ``callback()`` once, when a fastnn kernel starts compiling inside the block.
+def on_first_compile(started, finished=lambda seconds: None):
+    """Inside the block, call ``started()`` once, when a fastnn kernel starts compiling, and
+    ``finished(seconds)`` at the end of each outermost compilation from then on.
 
     numba emits its ``numba:compile`` event only for a real compilation, never for a kernel
-    loaded from the cache, so the callback tells a user why the first run on a machine waits
-    (numba's documented event API, :mod:`numba.core.event`)."""
-    listener = _FirstCompile(callback)
+    loaded from the cache, so ``started`` tells a user why the first run on a machine waits
+    and ``finished`` lets a progress bar leave the compile time out of its rate (numba's
+    documented event API, :mod:`numba.core.event`)."""
+    listener = _Compiles(started, finished)
     with event.install_listener("numba:compile", listener):
         yield listener

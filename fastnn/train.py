@@ -191,14 +191,19 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     if verbose:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs * batches, desc="fastnn.fit", unit="batch")
+        # smoothing=0: the rate is progress over elapsed time, from which compiling is left
+        # out below, so the ETA is the training's own
+        bar = tqdm(total=epochs * batches, desc="fastnn.fit", unit="batch", smoothing=0)
         # an epoch then runs as <= _BAR_UPDATES compiled calls of whole minibatches (the same
         # steps, so the same weights) and the bar moves within the epoch
         per_call = batch_size * -(-batches // _BAR_UPDATES)
     samples_seen = 0
     compiling = contextlib.ExitStack()
     if bar is not None:  # the first run on a machine compiles: say so instead of a false ETA
-        compiling.enter_context(on_first_compile(lambda: bar.write(COMPILING_MESSAGE)))
+        def compiled(seconds):
+            bar.start_t += seconds  # (tqdm's public start time)
+
+        compiling.enter_context(on_first_compile(lambda: bar.write(COMPILING_MESSAGE), compiled))
     try:
         for epoch in range(1, epochs + 1):
             lr = optimizer.lr
