@@ -436,3 +436,21 @@ def test_flat_gemm_on_offsets_matches_numpy(m, n, k, transa, transb, dtype):
         np.testing.assert_allclose(C[:, :n], want, rtol=tol, atol=tol * np.abs(want).max())
         outside = np.concatenate([c[:11], C[:, n:].ravel()])
         assert (np.isnan(outside) if beta == 0 else outside == 0.5).all()
+
+
+@pytest.mark.slow  # two subprocesses, the first compiles
+def test_verbose_fit_says_when_kernels_compile(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, fastnn; X = np.random.default_rng(0).normal(size=(30, 3)); "
+            "net = fastnn.Network([3, 4, 2], dtype='float64', seed=0); "
+            "fastnn.fit(net, X, np.arange(30) % 2, epochs=2, batch_size=8, "
+            "optimizer=fastnn.SGD(0.1), verbose=True)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=600) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    assert "compiling kernels for this machine (first run only" in runs[0].stderr
+    assert "compiling" not in runs[1].stderr  # the second process loads them
