@@ -6,7 +6,7 @@ Each group times, on the same data:
   * ``fastnn``: the public function (validation + allocation of the result + kernel);
   * ``kernel``: the compiled kernel writing into a preallocated buffer, as the training engine
     calls it.
-Targets (issue 2, 2 threads): softmax 4096x1000 >= 1.5x the reference; fused softmax-CE
+Targets (2 threads): softmax 4096x1000 >= 1.5x the reference; fused softmax-CE
 forward + backward >= 2x.  A plain ``pytest`` runs each case once, untimed, and checks it.
 """
 import numpy as np
