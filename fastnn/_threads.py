@@ -1,11 +1,12 @@
-"""Thread control: numba's pool and the BLAS the kernels call, set together.
+"""Thread control: the BLAS the kernels call (and numba's pool, for any user code), set together.
 
 By default BLAS uses every core.  The kernels call the OpenBLAS NumPy itself uses
 (:func:`fastnn.kernels._blas.backend`), so fastnn and the user's NumPy code share one BLAS thread
-pool.  :func:`set_num_threads` sets numba's pool and, through threadpoolctl, every BLAS loaded in
-the process (NumPy's, and SciPy's if it is loaded).  A training epoch runs on the calling thread,
-with BLAS threaded inside large products only (:mod:`fastnn._engine`); a threaded BLAS is never
-called inside ``prange``.  Same seed and same thread count give identical weights.
+pool.  :func:`set_num_threads` sets, through threadpoolctl, every BLAS loaded in the process
+(NumPy's, and SciPy's if it is loaded), and numba's pool (fastnn's kernels run no parallel
+region of their own).  A training epoch runs on the calling thread, with BLAS threaded inside
+large products only (:mod:`fastnn._engine`).  Same seed and same thread count give identical
+weights.
 """
 from __future__ import annotations
 
@@ -35,10 +36,13 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Number of threads fastnn's kernels use (numba's pool; BLAS is set to the same)."""
+    """Number of BLAS threads the kernels' products may use (the pool :func:`set_num_threads`
+    sets; numba's pool size where the BLAS is not OpenBLAS and cannot say)."""
     import numba
 
-    return numba.get_num_threads()
+    from fastnn._hooks import blas_library
+
+    return blas_library().get_num_threads() or numba.get_num_threads()
 
 
 def cpu_count():
