@@ -57,8 +57,6 @@ def _bench_cases(dtype):
 def _train_step_pair(sizes, batch, act, steps, dtype, rng):
     """Reference and fastnn functions running ``steps`` SGD minibatch steps (lr 0.1, softmax CE),
     as in benchmarks/bench_train.py: the baseline is ``reference.reference_train_epoch``."""
-    import numpy as np
-
     import fastnn
     from fastnn import reference as ref
     from fastnn.train import run_epoch

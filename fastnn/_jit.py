@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-import os
 import warnings
 from pathlib import Path
 

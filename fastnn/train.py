@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 
-from fastnn import _engine
 from fastnn._engine import NonFiniteLossError, run_epoch  # noqa: F401  (public here)
 from fastnn._jit import on_first_compile
 from fastnn._checks import check_int, prepare_inputs, prepare_targets  # noqa: F401 (public)

@@ -27,17 +27,17 @@ of every layer, then the deltas ``dL/dz`` with the same shapes.  A block of ``r 
 is row-major with the layer's width as row stride, so every product is one GEMM on offsets into
 the flat buffers (:func:`fastnn.kernels._blas.gemm_flat`): no 2-D views, no reshapes.
 
-Design rules that keep the first compile short (numba's type inference dominates it): small
-functions over plain 1-D arrays and integers, no inlining at numba's IR level, no closures or
-first-class functions, no exceptions or string formatting, one call graph for every optimizer
-and output kind (their branches are a few lines each).
+Design rules that keep the first compile short (numba's type inference and LLVM dominate it):
+small functions over plain 1-D arrays and integers, no inlining at numba's IR level, no
+closures or first-class functions, no exceptions or string formatting, and the loss and the
+optimizer selected by the *type* of a marker argument (:func:`loss_marker`,
+:func:`optimizer_marker`), so that a call compiles only the loss and update it uses.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 from numba.extending import overload
 
 from fastnn._jit import jit
@@ -53,9 +53,7 @@ from fastnn.kernels.softmax import (
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE", "LOSS_ROWS",
-    "loss_marker", "optimizer_marker",
-    "SMALL_MACS", "BLAS_SERIAL_MAX",
-    "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
+    "loss_marker", "optimizer_marker", "SMALL_MACS", "BLAS_SERIAL_MAX", "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
     "loss_grad", "forward", "epoch_end",
 ]
 
