@@ -23,10 +23,6 @@ def check_input(X, n_features, name="X"):
     return X
 
 
-def as_input(X, n_features, dtype, name="X"):
-    return np.ascontiguousarray(check_input(X, n_features, name), dtype=dtype)
-
-
 def all_finite(a, rows=1 << 14):
     """``np.isfinite(a).all()`` without an ``a``-sized boolean temporary."""
     if a.dtype.kind != "f":

@@ -8,7 +8,7 @@ import numpy as np
 from fastnn._aligned import zeros as aligned_zeros
 from fastnn.kernels import engine as _k
 
-from fastnn._checks import (all_finite, check_input, memory_problem,  # noqa: F401
+from fastnn._checks import (all_finite, check_input, memory_problem,
                             non_finite_message)
 from fastnn.kernels.activations import ACTIVATIONS, IDENTITY
 

@@ -14,6 +14,7 @@ import pytest
 
 import fastnn
 from fastnn import io
+from test_io import _rewrite  # the archive-rewriting helper (tests/ is on sys.path)
 
 pytestmark = pytest.mark.smoke  # also run with the oldest declared dependencies (.ci/floor.txt)
 
@@ -21,20 +22,6 @@ pytestmark = pytest.mark.smoke  # also run with the oldest declared dependencies
 def _meta(path):
     with np.load(path, allow_pickle=False) as f:
         return json.loads(str(f["__fastnn__"][()]))
-
-
-def _rewrite(path, out, **changes):
-    """Copy an .npz, replacing or dropping entries (value None drops)."""
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
-    for k, v in changes.items():
-        if v is None:
-            data.pop(k, None)
-        else:
-            data[k] = v
-    with open(out, "wb") as fh:
-        np.savez(fh, **data)
-    return out
 
 
 def _with_meta(path, out, **updates):
