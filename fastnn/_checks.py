@@ -98,9 +98,15 @@ def cast(a, dtype):
 
 
 def prepare_inputs(net, X, y, sample_weight, alpha, xname="X", yname="y"):
-    """Validated ``(X, targets, sw)`` ready for the kernels (``sw``: float[0] for None)."""
-    X = cast(check_input(X, net.layer_sizes[0], xname), net.dtype)
-    check_finite(X, xname)  # after the cast: a float64 1e39 is inf in a float32 network
+    """Validated ``(X, targets, sw)`` ready for the kernels (``sw``: float[0] for None); a
+    sparse ``X`` becomes a :class:`fastnn._sparse.CSR` (never densified)."""
+    from fastnn import _sparse
+
+    if _sparse.is_sparse(X):
+        X = _sparse.as_csr(X, net.layer_sizes[0], net.dtype, xname)
+    else:
+        X = cast(check_input(X, net.layer_sizes[0], xname), net.dtype)
+        check_finite(X, xname)  # after the cast: a float64 1e39 is inf in a float32 network
     t = prepare_targets(net, y, yname)
     if t.shape[0] != X.shape[0]:
         raise ValueError(f"{xname} has {X.shape[0]} rows but {yname} has {t.shape[0]}")

@@ -41,7 +41,7 @@ def run(net, X, t, n_total, optimizer, batch_size, rng):
     c = SimpleNamespace(
         net=net, X=X, t=t, m=m, outs=outs, P=outs[-1], loss=loss, grad=grad, chance=chance,
         vary=vary, high=vary and chance > 0 and loss > 0.5 * chance, rng=rng,
-        x_same=m > 1 and not np.any(np.ptp(X, axis=0) > 0), optimizer=optimizer,
+        x_same=m > 1 and _rows_identical(X), optimizer=optimizer,
         batch_size=batch_size, sgd=isinstance(optimizer, SGD))
     c.gnorm, c.wnorm = _layer_norms(net, grad)
     findings = []
@@ -53,6 +53,14 @@ def run(net, X, t, n_total, optimizer, batch_size, rng):
     header += (f" Loss {loss:.4g}; always predicting the mean target would give {chance:.4g}.")
     return Diagnosis(findings, {"loss": loss, "chance_loss": chance, "rows": m,
                                 "rows_total": n_total}, header)
+
+
+def _rows_identical(X):
+    """Every row of ``X`` (dense, or a :class:`fastnn._sparse.CSR`) is the same."""
+    if isinstance(X, np.ndarray):
+        return not np.any(np.ptp(X, axis=0) > 0)
+    S = X.to_scipy()  # column extremes, implicit zeros included: 1 x d, not X densified
+    return not np.any(S.max(axis=0).toarray() > S.min(axis=0).toarray())
 
 
 def _with_cause(f, causes):

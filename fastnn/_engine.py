@@ -21,6 +21,7 @@ import numpy as np
 
 from fastnn._aligned import zeros as aligned_zeros
 from fastnn._checks import check_int
+from fastnn._sparse import CSR
 from fastnn.kernels import engine as _k
 
 __all__ = ["run_epoch", "run_epochs", "stop_state", "loss_marker", "weights_array",
@@ -70,19 +71,19 @@ def weights_array(sample_weight, dtype):
     return np.ascontiguousarray(sample_weight, dtype=dtype)
 
 
-def _buffers(net, batch_size):
-    """``(workspace, gradient, snapshots)`` for ``net``: the first two per batch size, the
-    snapshot (the start of the last epoch known to give a finite loss, see
+def _buffers(net, batch_size, sparse=False):
+    """``(workspace, gradient, snapshots)`` for ``net``: the first two per batch size (and
+    input kind), the snapshot (the start of the last epoch known to give a finite loss, see
     :func:`fastnn.kernels.engine.train_epochs`) kept across calls and batch sizes."""
     bufs = _buffers_of.get(net)
     p = net.n_params
     if bufs is None or bufs["snapshots"][0].shape[0] != p or bufs["dtype"] != net.dtype:
         bufs = _buffers_of[net] = {"dtype": net.dtype, "batch": None, "snapshots": (
             aligned_zeros(p, net.dtype), np.zeros(1, dtype=np.int64))}
-    if bufs["batch"] != batch_size:
-        bufs["batch"] = batch_size
-        bufs["work"] = (aligned_zeros(_k.workspace_size(net.layer_sizes, batch_size), net.dtype),
-                        aligned_zeros(p, net.dtype))
+    if bufs["batch"] != (batch_size, sparse):
+        bufs["batch"] = (batch_size, sparse)
+        bufs["work"] = (aligned_zeros(_k.workspace_size(net.layer_sizes, batch_size, sparse),
+                                      net.dtype), aligned_zeros(p, net.dtype))
     return (*bufs["work"], bufs["snapshots"])
 
 
@@ -98,7 +99,8 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
 
     Parameters
     ----------
-    net : Network; X : float[n, n_in] of ``net.dtype``, C-contiguous (validated by the caller).
+    net : Network; X : float[n, n_in] of ``net.dtype``, C-contiguous, or a
+        :class:`fastnn._sparse.CSR` (validated by the caller).
     targets : int64[n] class labels (softmax) or float[n, k] of ``net.dtype``
         (:func:`fastnn.train.prepare_targets`); sw : float[n] of ``net.dtype`` or float[0].
     optimizer : SGD, Adam or AdamW; its ``t`` advances by the steps taken and its ``lr``
@@ -120,7 +122,12 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     """
     # read-only input (e.g. arrays unpickled by a parallel backend) is copied: the kernels take
     # writeable arrays, so one compiled version serves every caller
-    X, targets, sw = (a if a.flags.writeable else a.copy() for a in (X, targets, sw))
+    targets, sw = (a if a.flags.writeable else a.copy() for a in (targets, sw))
+    sparse = isinstance(X, CSR)
+    if sparse:  # read in place (a read-only memory map too: its own compiled version)
+        X = X.arrays
+    elif not X.flags.writeable:
+        X = X.copy()
     orders = np.ascontiguousarray(orders, dtype=np.int64)
     n_epochs, m = orders.shape
     batch_size = int(min(batch_size, max(1, m)))
@@ -131,7 +138,7 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     hp = optimizer._hparams()
     kind = net.out_kind if out_kind is None else int(out_kind)
     with _lock(net):
-        ws, grad, snapshots = _buffers(net, batch_size)
+        ws, grad, snapshots = _buffers(net, batch_size, sparse)
         epochs, steps, finite, stopped = _k.train_epochs(
             (X, targets, sw), loss_marker(kind, targets), orders, batch_size, net.tables,
             net.params, grad, (_k.optimizer_marker(optimizer.kind), hp, s1, s2), optimizer.t,
@@ -150,7 +157,8 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
     Parameters
     ----------
     net : Network
-    X : float[n, n_in] of ``net.dtype``, C-contiguous (not validated here).
+    X : float[n, n_in] of ``net.dtype``, C-contiguous, or a :class:`fastnn._sparse.CSR` of
+        that dtype (not validated here: see :func:`fastnn._checks.prepare_inputs`).
     y : output of :func:`prepare_targets`.
     optimizer : SGD, Adam or AdamW.
     batch_size : int >= 1; the last minibatch of ``order`` may be smaller.
@@ -173,7 +181,7 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
         restored to the last ones known to give a finite loss (the start of the epoch, or of
         the epoch before when the first minibatch failed).
     """
-    if X.dtype != net.dtype or not X.flags.c_contiguous or X.ndim != 2:
+    if X.dtype != net.dtype or X.ndim != 2 or not (isinstance(X, CSR) or X.flags.c_contiguous):
         raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
                         f"fit for validation), got {X.dtype} {X.shape}")
     if y.ndim != 2 and not (y.ndim == 1 and net.output == "softmax"):

@@ -164,12 +164,15 @@ def _chance_loss(net, t):
 
 def _sample(X, t, rows, rng):
     """At most ``rows`` random rows of ``X`` and ``t`` (read by row index: a memory-mapped or
-    out-of-core ``X`` is never read whole), as in-memory arrays."""
+    out-of-core ``X`` is never read whole), as in-memory arrays (a sparse ``X`` stays sparse)."""
+    from fastnn._sparse import is_sparse
+
+    keep = (lambda a: a) if is_sparse(X) else np.asarray
     n = X.shape[0]
     if n <= rows:
-        return np.asarray(X[:n]), np.asarray(t[:n])
+        return keep(X[:n]), np.asarray(t[:n])
     idx = np.sort(rng.choice(n, rows, replace=False))
-    return np.asarray(X[idx]), np.asarray(t[idx])
+    return keep(X[idx]), np.asarray(t[idx])
 
 
 def collapse_hint(net, X, y):
@@ -240,7 +243,12 @@ def diagnose(net, X, y, *, optimizer=None, batch_size=None):
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
             batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-    X = X if isinstance(X, np.ndarray) else np.asarray(X)  # a memmap is only read by rows
+    from fastnn import _sparse
+
+    if _sparse.is_sparse(X):  # sampled by rows, never densified
+        X = _sparse.as_csr(X, net.layer_sizes[0], net.dtype)
+    elif not isinstance(X, np.ndarray):
+        X = np.asarray(X)  # (a memmap is only read by rows)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"X must be a 2-D array with at least one row, got shape {X.shape}")
     t = prepare_targets(net, y)

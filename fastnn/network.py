@@ -203,7 +203,8 @@ class Network:
     def forward(self, X):
         """Output-layer values: probabilities for softmax/sigmoid, values for identity.
 
-        ``X : float[n, layer_sizes[0]]`` (any numeric dtype; converted to :attr:`dtype`).
+        ``X : float[n, layer_sizes[0]]`` (any numeric dtype; converted to :attr:`dtype`), or a
+        scipy.sparse matrix (read as CSR in place, never densified).
         Returns ``float[n, layer_sizes[-1]]`` of :attr:`dtype`.  Rows are processed in bounded
         chunks (also the dtype conversion), so no temporary grows with ``n``.
         """
@@ -221,14 +222,21 @@ class Network:
         return self._outputs(X, _k.OUT_IDENTITY)
 
     def _outputs(self, X, out_kind):
-        from fastnn import stream
+        from fastnn import _sparse, stream
 
+        if _sparse.is_sparse(X):  # read in place, never densified
+            X = _sparse.as_csr(X, self.layer_sizes[0], self.dtype)
+            n = X.shape[0]
+            chunk = self._chunk(n)
+            ws = np.empty(_k.workspace_size(self.layer_sizes, chunk, True), dtype=self.dtype)
+            out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
+            _k.forward(X.arrays, self.tables, out_kind, self.params, ws, chunk, out)
+            return out
         if stream.is_out_of_core(X):  # a memmap: read block by block into one buffer
             return stream.forward(self, X, fn=lambda block: self._outputs(block, out_kind))
         X = check_input(X, self.layer_sizes[0])
         n = X.shape[0]
-        hidden = max(1, sum(self.layer_sizes[1:-1]))
-        chunk = max(1, min(n, max(256, _FORWARD_ELEMENTS // hidden)))
+        chunk = self._chunk(n)
         # per call (bounded by the chunk): concurrent calls from several threads stay safe
         ws = np.empty(_k.workspace_size(self.layer_sizes, chunk), dtype=self.dtype)
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
@@ -247,6 +255,11 @@ class Network:
             _k.forward(xi, self.tables, out_kind, self.params, ws, chunk, out[i:i + step])
         return out
 
+    def _chunk(self, n):
+        """Rows per forward call: the hidden activations of a chunk stay bounded."""
+        hidden = max(1, sum(self.layer_sizes[1:-1]))
+        return max(1, min(n, max(256, _FORWARD_ELEMENTS // hidden)))
+
     def layer_outputs(self, X):
         """The output of every layer: hidden activations ``h_1, ..., h_m``, then
         :meth:`forward`'s values.
@@ -258,19 +271,26 @@ class Network:
         :meth:`forward` run on the first ``l`` layers (no other kernel to compile; ``O(L^2)``
         layer evaluations for ``L`` layers).
         """
-        src = check_input(X, self.layer_sizes[0])
-        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-            a = np.array(src, dtype=self.dtype, order="C")
-        if not all_finite(a):
-            raise ValueError(non_finite_message(src, a, 0, self.dtype))
+        from fastnn import _sparse
+
+        sparse = _sparse.is_sparse(X)
+        if sparse:
+            a = _sparse.as_csr(X, self.layer_sizes[0], self.dtype)
+            x = a.arrays
+        else:
+            src = check_input(X, self.layer_sizes[0])
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                a = x = np.array(src, dtype=self.dtype, order="C")
+            if not all_finite(a):
+                raise ValueError(non_finite_message(src, a, 0, self.dtype))
         n = a.shape[0]
         sizes, w_off, b_off, codes = self.tables
         outs = []
         for l in range(self.n_layers - 1):
             prefix = (sizes[:l + 2], w_off[:l + 1], b_off[:l + 1], codes[:l + 1])
-            ws = np.empty(_k.workspace_size(prefix[0], max(n, 1)), dtype=self.dtype)
+            ws = np.empty(_k.workspace_size(prefix[0], max(n, 1), sparse), dtype=self.dtype)
             h = np.empty((n, self.layer_sizes[l + 1]), dtype=self.dtype)
-            _k.forward(a, prefix, _k.OUT_IDENTITY, self.params, ws, max(n, 1), h)
+            _k.forward(x, prefix, _k.OUT_IDENTITY, self.params, ws, max(n, 1), h)
             outs.append(h)
         outs.append(self.forward(a))
         return outs
@@ -298,7 +318,8 @@ class Network:
 
         Parameters
         ----------
-        X : float[n, n_in]; y : targets as :func:`fastnn.train.prepare_targets` accepts
+        X : float[n, n_in] or a scipy.sparse matrix (never densified); y : targets as
+            :func:`fastnn.train.prepare_targets` accepts
             (labels int[n] or probability rows for softmax; float[n, k] otherwise).
         alpha : float >= 0; sample_weight : float[n] >= 0 or None.
 
@@ -326,12 +347,14 @@ class Network:
         (an engine output kind) overrides the network's loss.  For solvers that evaluate the
         objective many times (L-BFGS)."""
         from fastnn._engine import loss_marker
+        from fastnn._sparse import CSR
 
         kind = self.out_kind if out_kind is None else out_kind
+        sparse = isinstance(X, CSR)
         # per call: it grows with n, so it is not kept on the network after the call
-        ws = np.empty(_k.workspace_size(self.layer_sizes, X.shape[0]), dtype=self.dtype)
-        return _k.loss_grad((X, targets, sw), loss_marker(kind, targets), self.tables, self.params,
-                            float(alpha), ws, grad)
+        ws = np.empty(_k.workspace_size(self.layer_sizes, X.shape[0], sparse), dtype=self.dtype)
+        return _k.loss_grad((X.arrays if sparse else X, targets, sw), loss_marker(kind, targets),
+                            self.tables, self.params, float(alpha), ws, grad)
 
     # ------------------------------------------------------------------ misc
     def copy(self):

@@ -119,8 +119,10 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     Parameters
     ----------
     net : Network
-    X : float[n, n_in]; y : labels int[n] (or probability rows) for softmax, float[n, k] for
-        sigmoid (values in [0, 1]) and identity outputs.
+    X : float[n, n_in], or a scipy.sparse matrix (CSR used in place, CSC/COO converted once;
+        never densified: the first layer reads the non-zeros, see docs/sklearn.md); y : labels
+        int[n] (or probability rows) for softmax, float[n, k] for sigmoid (values in [0, 1])
+        and identity outputs.
     epochs : int >= 1; batch_size : int >= 1 (clipped to n; the last minibatch may be partial).
     optimizer : fastnn.SGD, Adam or AdamW (its state persists across calls: warm restarts).
     shuffle : bool — visit rows in a new random order each epoch (else in order).
@@ -141,6 +143,7 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         ``X`` (``np.memmap``, ``np.load(..., mmap_mode="r")``) is never copied; each epoch reads
         shuffled blocks of rows into one buffer of ``block_bytes`` (default 64 MiB) and trains on
         them.  Given for an in-memory ``X``, it takes the same path (same weights as the memmap).
+        A sparse ``X`` ignores it: its rows are read in place, memory-mapped arrays included.
 
     Raises
     ------
@@ -157,7 +160,10 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     batch_size = check_int(batch_size, "batch_size", 1)
     from fastnn import stream
 
-    blocked = block_bytes is not None or stream.is_out_of_core(X)
+    from fastnn._sparse import is_sparse
+
+    # a sparse X is read in place (memory-mapped arrays too): rows, not blocks
+    blocked = not is_sparse(X) and (block_bytes is not None or stream.is_out_of_core(X))
     if blocked:  # data larger than memory: validated and trained block by block, never copied
         X, y_eng, sw = stream.prepare_inputs(net, X, y, sample_weight, alpha,
                                              block_bytes=block_bytes)

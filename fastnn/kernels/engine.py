@@ -45,6 +45,7 @@ from fastnn.kernels._blas import gemm_flat
 from fastnn.kernels._cpu import FTZ_DAZ, blas_threads, fp_mode, set_blas_threads, set_fp_mode
 from fastnn.kernels._math import like
 from fastnn.kernels.activations import activation_grad, bias_activation, logistic
+from fastnn.kernels.inputs import batch, first_grad, first_product, input_block, is_sparse, rows as rows_of
 from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
 from fastnn.kernels.softmax import (
     _ce_probs_row, _poisson_row, _sigmoid_ce_row, _sigmoid_se_row, _softmax_row, _squared_row,
@@ -168,29 +169,31 @@ CONSTANT, INVSCALING, ADAPTIVE = 0, 1, 2
 _INTERNAL = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
-def workspace_size(sizes, rows):
-    """Length of the flat workspace for ``rows`` rows (input block, activations, deltas)."""
+def workspace_size(sizes, rows, sparse=False):
+    """Length of the flat workspace for ``rows`` rows (input block, activations, deltas); a
+    sparse input has no input block (its first layer reads the CSR arrays directly)."""
     sizes = [int(s) for s in sizes]
-    return rows * (sizes[0] + 2 * sum(sizes[1:]))
+    return rows * ((0 if sparse else sizes[0]) + 2 * sum(sizes[1:]))
 
 
 # --------------------------------------------------------------------------- one batch
 @jit(**_INTERNAL)
-def _fwd(x0, xo, rows, tables, params, ws, cap):
-    """Forward pass of ``rows`` rows whose input block is ``x0[xo:]``; every layer's output goes
-    to its activation block of ``ws`` (the last one: the logits).  Returns the logits' offset."""
+def _fwd(inp, rows, tables, params, ws, cap):
+    """Forward pass of the block of ``rows`` rows ``inp`` (:mod:`fastnn.kernels.inputs`);
+    every layer's output goes to its activation block of ``ws`` (the last one: the logits).
+    Returns the logits' offset."""
     sizes, w_off, b_off, codes = tables
     no = np.bool_(False)  # (a value, not a literal: _mm compiles once for all flag values)
-    src, so = x0, xo
-    ao = cap * sizes[0]
-    for l in range(w_off.shape[0]):
+    ao = input_block(inp, cap, sizes[0])
+    first_product(inp, rows, sizes[0], sizes[1], params, w_off[0], ws, ao)
+    bias_activation(ws, ao, rows, sizes[1], params[b_off[0]:b_off[0] + sizes[1]], codes[0])
+    for l in range(1, w_off.shape[0]):
         d_in, d_out = sizes[l], sizes[l + 1]
-        gemm_flat(no, no, rows, d_out, d_in, 1.0, src, so, d_in, params, w_off[l], d_out, 0.0,
-            ws, ao, d_out)
+        gemm_flat(no, no, rows, d_out, d_in, 1.0, ws, ao, d_in, params, w_off[l], d_out, 0.0,
+            ws, ao + cap * d_in, d_out)
+        ao += cap * d_in
         bias_activation(ws, ao, rows, d_out, params[b_off[l]:b_off[l] + d_out], codes[l])
-        src, so = ws, ao
-        ao += cap * d_out
-    return so
+    return ao
 
 
 @jit(**_INTERNAL)
@@ -204,7 +207,29 @@ def _weight_sum(sw, order, i0, rows):
 
 
 @jit(**_INTERNAL)
-def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, opt, step):
+def _update_rows(kind, hp, step, params, grad, s1, s2, lo, hi, width, c):
+    """The optimizer step on ``params[lo:hi]`` from ``grad + c params`` (the L2 term), a block
+    of rows at a time so that each element crosses memory once; the gradient is zeroed behind
+    (a sparse first layer scatters only the rows its batch touches into it).  Returns
+    ``sum params²`` before the step (for the reported L2 loss) when ``c > 0``."""
+    block = max(1, 8192 // width) * width
+    sq = 0.0
+    for b0 in range(lo, hi, block):
+        b1 = min(hi, b0 + block)
+        w, g = params[b0:b1], grad[b0:b1]
+        if c > 0.0:
+            cc = like(c, g)
+            for i in range(g.shape[0]):
+                sq += np.float64(w[i] * w[i])
+                g[i] += cc * w[i]
+        _update(kind, hp, step, w, g, s1[b0:b1] if s1.shape[0] > 0 else s1,
+                s2[b0:b1] if s2.shape[0] > 0 else s2)
+        g[:] = 0.0
+    return sq
+
+
+@jit(**_INTERNAL)
+def _backward(inp, rows, tables, params, grad, ws, cap, alpha, wsum, update, opt, step):
     """Backward pass from the output delta; writes ``grad`` (or, with ``update``, applies the
     optimizer to each layer as soon as its gradient is known: its old ``W`` is no longer
     needed).  Plain SGD on a layer above :data:`SMALL_MACS` multiply-adds is folded into the
@@ -221,27 +246,25 @@ def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, 
     lr = hp[0]
     plain_sgd = update and _is_sgd(kind) and hp[1] == 0.0
     sq = 0.0
-    ao = cap * sizes[0]
+    ao = input_block(inp, cap, sizes[0])
     for l in range(n_layers - 1):
         ao += cap * sizes[l + 1]
     # ao: offset of layer l's activations; its delta is h_total * cap further
     for l in range(n_layers - 1, -1, -1):
         d_in, d_out = sizes[l], sizes[l + 1]
         do = ao + cap * h_total
+        po = ao - cap * d_in  # (l > 0) the previous layer's activations: this layer's input
         if l > 0:
-            po = ao - cap * d_in  # the previous layer's activations (this layer's input)
-            a_prev, pa = ws, po
             # δ_prev = (δ Wᵀ) ⊙ act'(a_prev), with the old W
             gemm_flat(no, yes, rows, d_in, d_out, 1.0, ws, do, d_out, params, w_off[l], d_out,
                 0.0, ws, po + cap * h_total, d_in)
             activation_grad(ws[po + cap * h_total:po + cap * h_total + rows * d_in],
                             ws[po:po + rows * d_in], rows * d_in, codes[l - 1])
-        else:
-            a_prev, pa = x0, xo
-            po = 0
         wo, bo = w_off[l], b_off[l]
         w = params[wo:bo]
-        if alpha > 0.0:
+        # a sparse first layer's update runs over W in cache-sized blocks (_update_rows)
+        by_rows = update and not plain_sgd and l == 0 and is_sparse(inp)
+        if alpha > 0.0 and not by_rows:
             for i in range(w.shape[0]):
                 sq += np.float64(w[i] * w[i])
         db = grad[bo:bo + d_out]
@@ -250,16 +273,28 @@ def _backward(x0, xo, rows, tables, params, grad, ws, cap, alpha, wsum, update, 
             r = ws[do + i * d_out:do + (i + 1) * d_out]
             for j in range(d_out):
                 db[j] += r[j]
-        if plain_sgd and rows * d_in * d_out > SMALL_MACS:
-            gemm_flat(yes, no, d_in, d_out, rows, -lr, a_prev, pa, d_in, ws, do, d_out,
-                1.0 - lr * c, params, wo, d_out)
+        if plain_sgd and (l == 0 and is_sparse(inp) or rows * d_in * d_out > SMALL_MACS):
+            if l == 0:  # (sparse without L2: only the rows of the features present change)
+                first_grad(inp, rows, d_in, d_out, ws, do, -lr, 1.0 - lr * c, params, wo)
+            else:
+                gemm_flat(yes, no, d_in, d_out, rows, -lr, ws, po, d_in, ws, do, d_out,
+                    1.0 - lr * c, params, wo, d_out)
             b = params[bo:bo + d_out]
             step_b = like(lr, b)
             for j in range(d_out):
                 b[j] -= step_b * db[j]
+        elif by_rows:  # dW's rows are zero between steps: scatter onto them, update, re-zero
+            first_grad(inp, rows, d_in, d_out, ws, do, 1.0, 1.0, grad, wo)
+            sq += _update_rows(kind, hp, step, params, grad, s1, s2, wo, bo, d_out, c)
+            hi = bo + d_out
+            _update(kind, hp, step, params[bo:hi], grad[bo:hi],
+                    s1[bo:hi] if s1.shape[0] > 0 else s1, s2[bo:hi] if s2.shape[0] > 0 else s2)
         else:
-            gemm_flat(yes, no, d_in, d_out, rows, 1.0, a_prev, pa, d_in, ws, do, d_out, 0.0,
-                grad, wo, d_out)
+            if l == 0:
+                first_grad(inp, rows, d_in, d_out, ws, do, 1.0, 0.0, grad, wo)
+            else:
+                gemm_flat(yes, no, d_in, d_out, rows, 1.0, ws, po, d_in, ws, do, d_out, 0.0,
+                    grad, wo, d_out)
             if alpha > 0.0:
                 g = grad[wo:bo]
                 cc = like(c, g)
@@ -281,24 +316,25 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
 
     Parameters
     ----------
-    data : (x, targets, sw) — ``x`` float[n, d] C-contiguous; ``targets`` int64[n] class labels
-        (softmax) or float[n, k]; ``sw`` float[n] sample weights or float[0] (unweighted).
+    data : (x, targets, sw) — ``x`` float[n, d] C-contiguous or a CSR matrix ``(data, indices,
+        indptr)`` (:mod:`fastnn.kernels.inputs`); ``targets`` int64[n] class labels (softmax)
+        or float[n, k]; ``sw`` float[n] sample weights or float[0] (unweighted).
     loss : the output loss's marker (:func:`loss_marker`).
     tables, params : the network (module docstring).
     alpha : float — L2 coefficient.
-    ws : float[workspace_size(sizes, n)]; grad : float[p] — written.
+    ws : float[workspace_size(sizes, n, sparse)]; grad : float[p] — written.
 
     Returns
     -------
     (data_loss, l2_loss) : floats.
     """
-    x = data[0]
     sizes = tables[0]
-    n = x.shape[0]
+    n = data[1].shape[0]
     order = np.arange(n)
     wsum = _weight_sum(data[2], order, 0, n)
     zero = np.int64(0)
-    zo = _fwd(x.ravel(), zero, n, tables, params, ws, n)
+    inp = rows_of(data[0], order, zero)
+    zo = _fwd(inp, n, tables, params, ws, n)
     h_total = 0
     for l in range(1, sizes.shape[0]):
         h_total += sizes[l]
@@ -307,8 +343,8 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
     # np.int64()/np.bool_(): plain values, not literals, so the callees compile once for every
     # entry point (a literal argument makes numba specialise on it)
     opt = ((zero,), np.zeros(5), params[0:0], params[0:0])  # (SGD: no update is applied)
-    l2 = _backward(x.ravel(), zero, n, tables, params, grad, ws, n, alpha, wsum, np.bool_(False),
-                   opt, np.int64(1))
+    l2 = _backward(inp, n, tables, params, grad, ws, n, alpha, wsum, np.bool_(False), opt,
+                   np.int64(1))
     return value, l2
 
 
@@ -316,16 +352,17 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
 def forward(x, tables, out_kind, params, ws, chunk, out):
     """Output values of the network, ``chunk`` rows at a time (bounded memory).
 
-    ``x : float[n, d]`` C-contiguous; ``ws : float[workspace_size(sizes, chunk)]``;
-    ``out : float[n, k]`` gets probabilities (softmax / sigmoid) or values (identity: also the
-    logits of any network)."""
+    ``x : float[n, d]`` C-contiguous or a CSR matrix (as :func:`loss_grad`);
+    ``ws : float[workspace_size(sizes, chunk, sparse)]``; ``out : float[n, k]`` gets
+    probabilities (softmax / sigmoid) or values (identity: also the logits of any network)."""
     sizes = tables[0]
-    d, k = sizes[0], sizes[-1]
-    n = x.shape[0]
-    flat_x, flat_out = x.ravel(), out.ravel()
+    k = sizes[-1]
+    n = out.shape[0]
+    flat_out = out.ravel()
+    order = np.arange(n)
     for c0 in range(0, n, chunk):
         rows = min(chunk, n - c0)
-        zo = _fwd(flat_x, c0 * d, rows, tables, params, ws, chunk)
+        zo = _fwd(rows_of(x, order, np.int64(c0)), rows, tables, params, ws, chunk)
         for i in range(rows):
             o = flat_out[(c0 + i) * k:(c0 + i + 1) * k]
             z = ws[zo + i * k:zo + (i + 1) * k]
@@ -398,7 +435,7 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
         ``stop``; states float[p] or float[0] (SGD velocity; Adam ``m``, ``v``).
     step0 : int — optimizer steps taken before (Adam's ``t``).
     alpha : float — L2 coefficient.
-    ws : float[workspace_size(sizes, batch_size)].
+    ws : float[workspace_size(sizes, batch_size, sparse)] (sparse: ``x`` is a CSR tuple).
     loss_scale : float — multiplies the data term of the reported loss.
     stop : float64[STOP_SIZE] (updated) or float64[0] (run all E epochs).
     losses : float64[E] — written: each epoch's mean loss.
@@ -431,13 +468,15 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
         set_blas_threads(1)
     x, tgt, sw = data
     sizes = tables[0]
-    d0, k = sizes[0], sizes[-1]
+    k = sizes[-1]
     h_total = 0
     for l in range(1, sizes.shape[0]):
         h_total += sizes[l]
-    zero, yes = np.int64(0), np.bool_(True)
+    yes = np.bool_(True)
     m = orders.shape[1]
     steps = 0
+    if is_sparse(x):  # the invariant of _update_rows: the first layer's dW starts at zero
+        grad[tables[1][0]:tables[2][0]] = 0.0
     done, finite, stopped = orders.shape[0], True, False
     snapshot, held = snapshots
     for e in range(orders.shape[0]):
@@ -450,11 +489,8 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
             wsum = _weight_sum(sw, order, i0, rows)
             if wsum == 0.0:
                 continue
-            for r in range(rows):  # gather the minibatch's input rows
-                src, dst = x[order[i0 + r]], ws[r * d0:(r + 1) * d0]
-                for j in range(d0):
-                    dst[j] = src[j]
-            zo = _fwd(ws, zero, rows, tables, params, ws, batch_size)
+            inp = batch(x, ws, order, np.int64(i0), rows)
+            zo = _fwd(inp, rows, tables, params, ws, batch_size)
             value = _loss(loss, ws, zo, zo + batch_size * h_total, rows, k, tgt, sw, order, i0,
                           wsum)
             if not math.isfinite(value):
@@ -463,8 +499,8 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
             if epoch_steps == 0:  # these parameters give a finite loss: keep them
                 _copy(params, snapshot)
                 held[0] = 1
-            l2 = _backward(ws, zero, rows, tables, params, grad, ws, batch_size, alpha, wsum, yes,
-                           opt, step0 + steps + 1)
+            l2 = _backward(inp, rows, tables, params, grad, ws, batch_size, alpha, wsum, yes, opt,
+                           step0 + steps + 1)
             data_sum += value * rows
             l2_sum += l2 * rows
             steps += 1

@@ -10,14 +10,13 @@ early stopping and pickling.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
 from sklearn.utils import check_random_state
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from fastnn import stream
+from fastnn import _sparse, stream
 from fastnn.network import Network
 from fastnn._checks import all_finite, non_finite_message, prepare_inputs
 from fastnn._engine import NonFiniteLossError
@@ -143,7 +142,7 @@ class BaseMLP(StochasticMixin, BaseEstimator):
                 "partial_fit need the same architecture (set warm_start=False to refit)."
             )
         dtype = self.network_.dtype
-        X = _dense(X, dtype)
+        X = _engine_input(X, dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
 
@@ -283,7 +282,7 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         net = self.network_
-        out = net.forward(_dense(X, net.dtype))
+        out = net.forward(_engine_input(X, net.dtype))
         if self.out_activation_ == "exp":
             out = np.exp(out, out=out)
         return out
@@ -323,13 +322,15 @@ def _check_weights(weights, name):
         raise ValueError(f"{name}: the weights sum to zero; give some samples a positive weight")
 
 
-def _dense(X, dtype):
-    """C-contiguous, writeable ``dtype`` array (sparse input is densified in one piece).
-    A memory-mapped ``X`` is returned as is: fastnn reads it block by block (fastnn.stream)."""
+def _engine_input(X, dtype):
+    """``X`` as the engine reads it: a C-contiguous, writeable ``dtype`` array, or for sparse
+    input a validated :class:`fastnn._sparse.CSR` (never densified: the first layer reads the
+    non-zeros in place).  A memory-mapped ``X`` is returned as is: fastnn reads it block by
+    block (fastnn.stream)."""
     if stream.is_out_of_core(X):
         return X
-    if sp.issparse(X):
-        X = X.toarray()
+    if _sparse.is_sparse(X):
+        return _sparse.as_csr(X, X.shape[1], dtype)
     source = X
     with np.errstate(over="ignore", invalid="ignore"):  # out of range -> inf, checked below
         X = np.ascontiguousarray(X, dtype=dtype)

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from fastnn.functional import log_softmax
 
 from . import _solvers
-from ._base import BaseMLP, _check_weights, _dense, compose_doc, store_params
+from ._base import BaseMLP, _check_weights, _engine_input, compose_doc, store_params
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -200,7 +200,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         where a probability underflows."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        z = self._logits(_dense(X, self.network_.dtype))
+        z = self._logits(_engine_input(X, self.network_.dtype))
         if self.out_activation_ == "softmax":
             return log_softmax(z)
         # log sigmoid(z) = -log(1 + e^-z); log(1 - sigmoid(z)) = -log(1 + e^z)

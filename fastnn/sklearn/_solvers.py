@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from fastnn import stream
 from fastnn._engine import OUT_POISSON, weights_array
+from fastnn._sparse import CSR
 from fastnn.optim import SGD, Adam
 from fastnn._engine import NonFiniteLossError, run_epoch
 
@@ -176,7 +177,8 @@ def poisson_loss_and_grad(net, X, y, alpha, sample_weight=None):
     if stream.is_out_of_core(X):
         return _poisson_loss_and_grad_streamed(net, X, y, alpha, sample_weight)
     dtype = net.dtype
-    X = np.ascontiguousarray(X, dtype=dtype)
+    if not isinstance(X, CSR):  # (a sparse X arrives validated, in the network's dtype)
+        X = np.ascontiguousarray(X, dtype=dtype)
     y = np.ascontiguousarray(y, dtype=dtype).reshape(X.shape[0], -1)
     grad = np.empty_like(net.params)
     data, l2 = net.loss_grad_into(X, y, weights_array(sample_weight, dtype), alpha, grad,

@@ -1,0 +1,139 @@
+"""Sparse input: a scipy.sparse matrix validated once into :class:`CSR`, the form the engine
+reads in place (:mod:`fastnn.kernels.inputs`).
+
+Memory stays bounded by the non-zeros: a CSR matrix's arrays are used as they are (no copy when
+the values already have the network's dtype, memory-mapped arrays included), CSC and COO are
+converted to CSR once, and nothing ever densifies ``X``.  scipy itself is imported only by
+:meth:`CSR.to_scipy`: the checks here read the arrays that a sparse matrix carries.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["CSR", "is_sparse", "as_csr"]
+
+#: values checked for finiteness per slice of ``data`` (bounds the check's temporaries)
+_CHUNK = 1 << 20
+
+
+class CSR:
+    """A validated CSR matrix: ``data`` (the network's dtype), ``indices`` and ``indptr``
+    (int32 or int64), ``shape``.  Indices lie in ``[0, shape[1])``, ``indptr`` is
+    non-decreasing, ``data`` is finite; duplicates (summed) and unsorted indices are allowed.
+    """
+
+    __slots__ = ("data", "indices", "indptr", "shape")
+    ndim = 2
+
+    def __init__(self, data, indices, indptr, shape):
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def arrays(self):
+        """``(data, indices, indptr)``: the kernels' form of the matrix."""
+        return self.data, self.indices, self.indptr
+
+    @property
+    def nnz(self):
+        return int(self.indptr[-1] - self.indptr[0])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        """The rows ``rows`` (a slice, or an array of row indices or a boolean mask) as a new
+        :class:`CSR` holding only their non-zeros."""
+        index = np.arange(self.shape[0])[rows]
+        if index.ndim != 1:
+            raise IndexError("a CSR input is indexed by rows only")
+        start = np.asarray(self.indptr[:-1])[index].astype(np.int64)
+        count = np.asarray(self.indptr[1:])[index].astype(np.int64) - start
+        indptr = np.zeros(index.shape[0] + 1, dtype=np.int64)
+        np.cumsum(count, out=indptr[1:])
+        # positions of the kept non-zeros: for each row, start .. start + count
+        pos = np.repeat(start - indptr[:-1], count) + np.arange(indptr[-1])
+        return CSR(np.ascontiguousarray(self.data[pos]), np.ascontiguousarray(self.indices[pos]),
+                   indptr, (index.shape[0], self.shape[1]))
+
+    def to_scipy(self):
+        """The matrix as a ``scipy.sparse.csr_matrix`` sharing the arrays."""
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
+
+
+def is_sparse(X) -> bool:
+    """True for a scipy.sparse matrix or array (any format) and for a :class:`CSR`."""
+    return isinstance(X, CSR) or (hasattr(X, "tocsr") and hasattr(X, "nnz")
+                                  and hasattr(X, "format"))
+
+
+def _index_array(a, name, what):
+    a = np.asarray(a)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise ValueError(f"{name}: its {what} must be a 1-D integer array, got {a.dtype} "
+                         f"{a.shape}")
+    if a.dtype not in (np.int32, np.int64):
+        a = a.astype(np.int64)
+    return np.ascontiguousarray(a)
+
+
+def as_csr(X, n_features, dtype, name="X"):
+    """``X`` (scipy.sparse, any format, or a :class:`CSR`) as a validated :class:`CSR` whose
+    values have ``dtype``.  Raises ``ValueError`` naming ``name`` for a wrong number of
+    features, malformed index arrays or values that are NaN, infinite or too large for
+    ``dtype``; ``TypeError`` for non-numeric values."""
+    if isinstance(X, CSR):
+        if X.shape[1] != n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
+                             f"{n_features}")
+        if X.dtype == dtype:
+            return X
+        X = X.to_scipy()
+    if len(X.shape) != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.format != "csr":
+        X = X.tocsr()  # CSC, COO, ...: converted once, to arrays of the size of the non-zeros
+    n, d = X.shape
+    if d != n_features:
+        raise ValueError(f"{name} has {d} features but the network expects {n_features}")
+    data = np.asarray(X.data)
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {data.dtype}")
+    indices = _index_array(X.indices, name, "indices")
+    indptr = _index_array(X.indptr, name, "indptr")
+    if indptr.shape[0] != n + 1:
+        raise ValueError(f"{name}: indptr has {indptr.shape[0]} entries for {n} rows")
+    lo, hi = (int(indptr[0]), int(indptr[-1])) if n else (0, 0)
+    if n and (lo < 0 or np.any(np.diff(indptr) < 0)
+              or hi > min(indices.shape[0], data.shape[0])):
+        raise ValueError(f"{name}: indptr must be non-decreasing within the index and value "
+                         "arrays (a malformed CSR matrix)")
+    if hi > lo and (int(indices[lo:hi].min()) < 0 or int(indices[lo:hi].max()) >= d):
+        raise ValueError(f"{name}: column indices must lie in [0, {d})")
+    if data.dtype != dtype:
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            data = data.astype(dtype)
+    data = np.ascontiguousarray(data)
+    _check_values(X.data, data, indptr, lo, hi, dtype, name)
+    return CSR(data, indices, indptr, (n, d))
+
+
+def _check_values(source, data, indptr, lo, hi, dtype, name):
+    """Every stored value of the rows is finite in ``dtype``, in slices of :data:`_CHUNK`."""
+    for s in range(lo, hi, _CHUNK):
+        part = data[s:min(hi, s + _CHUNK)]
+        if data.dtype.kind != "f" or np.isfinite(part).all():
+            continue
+        p = s + int(np.argwhere(~np.isfinite(part))[0, 0])
+        row = int(np.searchsorted(indptr, p, side="right")) - 1
+        if np.isfinite(np.asarray(source[p])):  # e.g. 1e39 is finite in float64, inf in float32
+            raise ValueError(f"{name} has values too large for the network's "
+                             f"{np.dtype(dtype).name} (|x| > {np.finfo(dtype).max:.3g}; first in "
+                             f"row {row}): scale the inputs")
+        raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
