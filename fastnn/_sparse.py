@@ -17,17 +17,19 @@ _CHUNK = 1 << 20
 
 
 class CSR:
-    """A validated CSR matrix: ``data`` (the network's dtype), ``indices`` and ``indptr``
-    (int32 or int64), ``shape``.  Indices lie in ``[0, shape[1])``, ``indptr`` is
-    non-decreasing, ``data`` is finite; duplicates (summed) and unsorted indices are allowed.
+    """A validated CSR matrix, or a subset of its rows: row ``r`` holds the non-zeros
+    ``starts[r]:ends[r]`` of ``data`` (the network's dtype) and ``indices`` (int32 or int64).
+    Indices lie in ``[0, shape[1])`` and the values are finite; duplicates (summed) and
+    unsorted indices are allowed.  Selecting rows (``X[rows]``: a validation split, a sample)
+    shares ``data`` and ``indices`` and copies only the row bounds.
     """
 
-    __slots__ = ("data", "indices", "indptr", "shape")
+    __slots__ = ("data", "indices", "starts", "ends", "shape")
     ndim = 2
 
-    def __init__(self, data, indices, indptr, shape):
-        self.data, self.indices, self.indptr = data, indices, indptr
-        self.shape = (int(shape[0]), int(shape[1]))
+    def __init__(self, data, indices, starts, ends, n_features):
+        self.data, self.indices, self.starts, self.ends = data, indices, starts, ends
+        self.shape = (int(starts.shape[0]), int(n_features))
 
     @property
     def dtype(self):
@@ -35,36 +37,40 @@ class CSR:
 
     @property
     def arrays(self):
-        """``(data, indices, indptr)``: the kernels' form of the matrix."""
-        return self.data, self.indices, self.indptr
+        """``(data, indices, starts, ends)``: the kernels' form (:mod:`fastnn.kernels.inputs`)."""
+        return self.data, self.indices, self.starts, self.ends
 
     @property
     def nnz(self):
-        return int(self.indptr[-1] - self.indptr[0])
+        return int(np.sum(self.ends - self.starts, dtype=np.int64))
 
     def __len__(self):
         return self.shape[0]
 
     def __getitem__(self, rows):
-        """The rows ``rows`` (a slice, or an array of row indices or a boolean mask) as a new
-        :class:`CSR` holding only their non-zeros."""
+        """The rows ``rows`` (a slice, an array of row indices or a boolean mask), sharing the
+        value and index arrays."""
         index = np.arange(self.shape[0])[rows]
         if index.ndim != 1:
             raise IndexError("a CSR input is indexed by rows only")
-        start = np.asarray(self.indptr[:-1])[index].astype(np.int64)
-        count = np.asarray(self.indptr[1:])[index].astype(np.int64) - start
-        indptr = np.zeros(index.shape[0] + 1, dtype=np.int64)
-        np.cumsum(count, out=indptr[1:])
-        # positions of the kept non-zeros: for each row, start .. start + count
-        pos = np.repeat(start - indptr[:-1], count) + np.arange(indptr[-1])
-        return CSR(np.ascontiguousarray(self.data[pos]), np.ascontiguousarray(self.indices[pos]),
-                   indptr, (index.shape[0], self.shape[1]))
+        return CSR(self.data, self.indices, np.ascontiguousarray(self.starts[index]),
+                   np.ascontiguousarray(self.ends[index]), self.shape[1])
 
     def to_scipy(self):
-        """The matrix as a ``scipy.sparse.csr_matrix`` sharing the arrays."""
+        """The rows as a ``scipy.sparse.csr_matrix`` (sharing the arrays when the rows are
+        those of one CSR matrix, in order; else holding a copy of their non-zeros)."""
         import scipy.sparse as sp
 
-        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
+        starts, ends = self.starts.astype(np.int64), self.ends.astype(np.int64)
+        indptr = np.zeros(self.shape[0] + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=indptr[1:])
+        if self.shape[0] and np.array_equal(starts[1:], ends[:-1]):
+            lo, hi = int(starts[0]), int(ends[-1])
+            data, indices = self.data[lo:hi], self.indices[lo:hi]
+        else:  # positions of the kept non-zeros: for each row, starts .. ends
+            pos = np.repeat(starts - indptr[:-1], ends - starts) + np.arange(indptr[-1])
+            data, indices = self.data[pos], self.indices[pos]
+        return sp.csr_matrix((data, indices, indptr), shape=self.shape, copy=False)
 
 
 def is_sparse(X) -> bool:
@@ -88,7 +94,7 @@ def as_csr(X, n_features, dtype, name="X"):
     values have ``dtype``.  Raises ``ValueError`` naming ``name`` for a wrong number of
     features, malformed index arrays or values that are NaN, infinite or too large for
     ``dtype``; ``TypeError`` for non-numeric values."""
-    if isinstance(X, CSR):
+    if isinstance(X, CSR):  # (validated already)
         if X.shape[1] != n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
                              f"{n_features}")
@@ -121,7 +127,7 @@ def as_csr(X, n_features, dtype, name="X"):
             data = data.astype(dtype)
     data = np.ascontiguousarray(data)
     _check_values(X.data, data, indptr, lo, hi, dtype, name)
-    return CSR(data, indices, indptr, (n, d))
+    return CSR(data, indices, indptr[:-1], indptr[1:], d)
 
 
 def _check_values(source, data, indptr, lo, hi, dtype, name):

@@ -316,9 +316,9 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
 
     Parameters
     ----------
-    data : (x, targets, sw) — ``x`` float[n, d] C-contiguous or a CSR matrix ``(data, indices,
-        indptr)`` (:mod:`fastnn.kernels.inputs`); ``targets`` int64[n] class labels (softmax)
-        or float[n, k]; ``sw`` float[n] sample weights or float[0] (unweighted).
+    data : (x, targets, sw) — ``x`` float[n, d] C-contiguous or a CSR matrix ``(data,
+        indices, starts, ends)`` (:mod:`fastnn.kernels.inputs`); ``targets`` int64[n] class
+        labels (softmax) or float[n, k]; ``sw`` float[n] sample weights or float[0].
     loss : the output loss's marker (:func:`loss_marker`).
     tables, params : the network (module docstring).
     alpha : float — L2 coefficient.

@@ -6,14 +6,18 @@ dense fit never compiles the sparse code and vice versa:
 
 ``x`` (the ``data[0]`` of the engine's entry points)
     a dense C-contiguous ``float[n, d]``, or a CSR matrix as the tuple ``(data, indices,
-    indptr)`` (``float[nnz]`` of the network's dtype, ``int32/int64[nnz]``, ``int32/int64[n +
-    1]``; validated by :func:`fastnn._sparse.as_csr`: indices in ``[0, d)``, ``indptr``
-    non-decreasing).  Duplicate indices in a row add up and unsorted indices are fine (each
-    non-zero is one term of a sum), as in scipy.
+    starts, ends)``: row ``r`` holds the non-zeros ``starts[r]:ends[r]`` of ``data``
+    (``float``, the network's dtype) and ``indices`` (``int32/int64``).  A whole CSR matrix
+    passes ``indptr[:-1]`` and ``indptr[1:]``; a subset of its rows (a validation split)
+    passes its own ``starts``/``ends`` and shares ``data`` and ``indices``.  Validated by
+    :func:`fastnn._sparse.as_csr` (indices in ``[0, d)``, ``starts <= ends`` within the
+    arrays).  Duplicate indices in a row add up and unsorted indices are fine (each non-zero
+    is one term of a sum), as in scipy.
 
 ``inp`` (a block of rows, :func:`batch` and :func:`rows`)
     dense: ``(flat, offset)`` — the rows are ``flat[offset:]`` with row stride ``d``;
-    sparse: ``(data, indices, indptr, order, i0)`` — the rows are ``order[i0:i0 + rows]``.
+    sparse: ``(data, indices, starts, ends, order, i0)`` — the rows are
+    ``order[i0:i0 + rows]``.
 
 :func:`first_product` writes ``X_b W`` (one GEMM, or for CSR: each non-zero ``x_ic`` adds
 ``x_ic W[c, :]`` to output row ``i``), and :func:`first_grad` writes ``beta * out + scale *
@@ -33,7 +37,7 @@ __all__ = ["is_sparse", "input_block", "batch", "rows", "first_product", "first_
 
 
 def _sparse_type(x):
-    """CSR: an input ``x`` (3-tuple) or a block ``inp`` (5-tuple); a dense block is a 2-tuple."""
+    """CSR: an input ``x`` (4-tuple) or a block ``inp`` (6-tuple); a dense block is a 2-tuple."""
     return isinstance(x, types.BaseTuple) and len(x) != 2
 
 
@@ -70,7 +74,7 @@ def batch(x, ws, order, i0, n_rows):
 @overload(batch)
 def _batch_ov(x, ws, order, i0, n_rows):
     if _sparse_type(x):
-        return lambda x, ws, order, i0, n_rows: (x[0], x[1], x[2], order, i0)
+        return lambda x, ws, order, i0, n_rows: (x[0], x[1], x[2], x[3], order, i0)
 
     def gather(x, ws, order, i0, n_rows):
         d = x.shape[1]
@@ -90,7 +94,7 @@ def rows(x, order, i0):
 @overload(rows)
 def _rows_ov(x, order, i0):
     if _sparse_type(x):
-        return lambda x, order, i0: (x[0], x[1], x[2], order, i0)
+        return lambda x, order, i0: (x[0], x[1], x[2], x[3], order, i0)
     return lambda x, order, i0: (x.ravel(), i0 * x.shape[1])
 
 
@@ -109,12 +113,12 @@ def _first_product_ov(inp, n_rows, d_in, d_out, params, wo, ws, ao):
         return dense
 
     def sparse(inp, n_rows, d_in, d_out, params, wo, ws, ao):
-        data, indices, indptr, order, i0 = inp
+        data, indices, starts, ends, order, i0 = inp
         for i in range(n_rows):
             out = ws[ao + i * d_out:ao + (i + 1) * d_out]
             out[:] = 0.0
             r = order[i0 + i]
-            for p in range(indptr[r], indptr[r + 1]):
+            for p in range(starts[r], ends[r]):
                 v = data[p]
                 c = wo + indices[p] * d_out
                 w = params[c:c + d_out]
@@ -140,7 +144,7 @@ def _first_grad_ov(inp, n_rows, d_in, d_out, ws, do, scale, beta, out, oo):
         return dense
 
     def sparse(inp, n_rows, d_in, d_out, ws, do, scale, beta, out, oo):
-        data, indices, indptr, order, i0 = inp
+        data, indices, starts, ends, order, i0 = inp
         t = out.dtype.type
         g = out[oo:oo + d_in * d_out]
         if beta == 0.0:
@@ -153,7 +157,7 @@ def _first_grad_ov(inp, n_rows, d_in, d_out, ws, do, scale, beta, out, oo):
         for i in range(n_rows):
             delta = ws[do + i * d_out:do + (i + 1) * d_out]
             r = order[i0 + i]
-            for p in range(indptr[r], indptr[r + 1]):
+            for p in range(starts[r], ends[r]):
                 v = s * data[p]
                 c = indices[p] * d_out
                 row = g[c:c + d_out]
