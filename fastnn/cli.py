@@ -208,6 +208,8 @@ def _add_warmup(sub):
                        "chooses where the compiled kernels are kept.")
     p.add_argument("--dtype", choices=["both", "float32", "float64"], default="both",
                    help="dtypes to compile (default: both)")
+    p.add_argument("--sparse", action="store_true",
+                   help="also compile the kernels that read sparse (CSR) input")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_run_warmup)
 
@@ -217,7 +219,7 @@ def _run_warmup(args):
 
     from fastnn.warmup import DTYPES, warmup
 
-    report = warmup(DTYPES if args.dtype == "both" else (args.dtype,))
+    report = warmup(DTYPES if args.dtype == "both" else (args.dtype,), sparse=args.sparse)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
     return 0
 

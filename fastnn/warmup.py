@@ -11,6 +11,8 @@ output type (softmax with labels and with probability rows, sigmoid, identity; S
 with and without sample weights), the forward pass, the loss and gradient, the optimizer step
 and the public softmax/loss functions — for float32 and float64, on tiny arrays, and reports the
 time of each step and how many kernel specialisations were compiled versus loaded from the cache.
+With ``sparse=True`` it also compiles the epoch, forward pass and gradient that read a sparse
+(CSR, int32 indices as scipy makes them) input.
 """
 from __future__ import annotations
 
@@ -149,6 +151,27 @@ def _engine_kernels(dtype, rng, step):
     step("epoch+loss (poisson)", poisson)
 
 
+def _sparse_kernels(dtype, rng):
+    """The kernels that read CSR input: epochs (plain SGD, momentum, Adam with L2 and sample
+    weights), forward, loss and gradient, for a softmax with labels."""
+    import scipy.sparse as sp
+
+    from fastnn.network import Network
+    from fastnn.optim import SGD, Adam
+    from fastnn.train import fit
+
+    n, d, k = 13, 5, 2
+    X = sp.random(n, d, density=0.4, format="csr", random_state=0, dtype=dtype)
+    y = _targets("labels", n, k, dtype, rng)
+    net = Network([d, 4, k], activation="relu", dtype=dtype, seed=0)
+    fit(net, X, y, epochs=1, batch_size=4, optimizer=SGD(0.01), seed=0)
+    fit(net, X, y, epochs=1, batch_size=4, optimizer=SGD(0.01, momentum=0.9), seed=0)
+    fit(net, X, y, epochs=1, batch_size=4, optimizer=Adam(1e-3), seed=0,
+        sample_weight=np.linspace(0.5, 1.5, n), alpha=1e-4)
+    net.forward(X)
+    net.loss_and_grad(X, y, alpha=1e-4)
+
+
 def _functional(dtype, rng):
     from fastnn import functional as F
 
@@ -163,7 +186,7 @@ def _functional(dtype, rng):
     F.squared_error(z, probs)
 
 
-def warmup(dtypes=DTYPES, verbose=False):
+def warmup(dtypes=DTYPES, verbose=False, sparse=False):
     """Compile (or load from the cache) every fastnn kernel for ``dtypes``; return a report.
 
     Parameters
@@ -172,6 +195,8 @@ def warmup(dtypes=DTYPES, verbose=False):
         Defaults to both.
     verbose : bool
         Print the report (one line per step) when done.
+    sparse : bool
+        Also compile the kernels that read sparse (CSR) input (``fastnn warmup --sparse``).
 
     Returns
     -------
@@ -199,6 +224,9 @@ def warmup(dtypes=DTYPES, verbose=False):
 
         _engine_kernels(dtype, rng, step)
         step("functional (softmax, losses)", lambda dtype=dtype: _functional(dtype, rng))
+        if sparse:
+            step("sparse input (epochs, forward, gradient)",
+                 lambda dtype=dtype: _sparse_kernels(dtype, rng))
 
     hits, misses = _cache_counts(dispatchers)
     report.loaded, report.compiled = hits - hits0, misses - misses0

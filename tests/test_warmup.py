@@ -82,3 +82,31 @@ def test_cli_warmup(capsys):
 
     report = json.loads(capsys.readouterr().out)
     assert report["dtypes"] == ["float32", "float64"] and report["compiled"] == 0
+
+
+def test_sparse_warmup_compiles_the_csr_kernels():
+    """``warmup(sparse=True)`` leaves the engine's entry points compiled for CSR input (a
+    tuple of arrays as the input), so that a later sparse fit compiles nothing; without it,
+    warmup never touches them."""
+    from numba import types
+
+    from fastnn.kernels import engine
+
+    def csr_dtypes(kernel, params_arg):
+        """dtypes of the kernel's versions whose input ``x`` is a CSR tuple (``forward`` takes
+        ``x`` first; the others a ``data`` tuple that starts with it)."""
+        def x_of(sig):
+            return sig[0] if kernel is engine.forward else sig[0][0]
+        return {sig[params_arg].dtype.name for sig in kernel.signatures
+                if isinstance(x_of(sig), types.BaseTuple)}
+
+    report = fastnn.warmup(dtypes="float32", sparse=True)
+    assert ("sparse input (epochs, forward, gradient)", "float32") in \
+        {(n, d) for n, d, _ in report.steps}
+    assert "float32" in csr_dtypes(engine.train_epochs, 5)
+    assert "float32" in csr_dtypes(engine.loss_grad, 3)
+    assert "float32" in csr_dtypes(engine.forward, 3)
+    again = fastnn.warmup(dtypes="float32", sparse=True)
+    assert again.compiled == 0
+    plain = fastnn.warmup(dtypes="float32")
+    assert not any("sparse" in n for n, _, _ in plain.steps)
