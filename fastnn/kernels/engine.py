@@ -22,148 +22,49 @@ A network reaches the kernels as its flat parameter vector and ``tables``, a tup
     :data:`LOSS_ROWS`).
 
 Workspace ``ws`` (flat, the params' dtype; :func:`workspace_size`) for a capacity of ``cap``
-rows: the gathered input block ``[cap, sizes[0]]``, then the activations ``[cap, sizes[l+1]]``
-of every layer, then the deltas ``dL/dz`` with the same shapes.  A block of ``r <= cap`` rows
+rows: the gathered input block ``[cap, sizes[0]]`` (none for a sparse input, whose first layer
+reads the CSR arrays in place: :mod:`fastnn.kernels.inputs`), then the activations
+``[cap, sizes[l+1]]`` of every layer, then the deltas ``dL/dz`` with the same shapes.  A block of ``r <= cap`` rows
 is row-major with the layer's width as row stride, so every product is one GEMM on offsets into
 the flat buffers (:func:`fastnn.kernels._blas.gemm_flat`): no 2-D views, no reshapes.
 
 Design rules that keep the first compile short (numba's type inference and LLVM dominate it):
 small functions over plain 1-D arrays and integers, no inlining at numba's IR level, no
 closures or first-class functions, no exceptions or string formatting, and the loss and the
-optimizer selected by the *type* of a marker argument (:func:`loss_marker`,
-:func:`optimizer_marker`), so that a call compiles only the loss and update it uses.
+optimizer selected by the *type* of a marker argument (:mod:`fastnn.kernels.rules`), as the
+input is by its own type, so that a call compiles only the loss, update and input it uses.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba.extending import overload
-
 from fastnn._jit import jit
 from fastnn.kernels._blas import gemm_flat
 from fastnn.kernels._cpu import FTZ_DAZ, blas_threads, fp_mode, set_blas_threads, set_fp_mode
 from fastnn.kernels._math import like
 from fastnn.kernels.activations import activation_grad, bias_activation, logistic
-from fastnn.kernels.inputs import batch, first_grad, first_product, input_block, is_sparse, rows as rows_of
-from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
-from fastnn.kernels.softmax import (
-    _ce_probs_row, _poisson_row, _sigmoid_ce_row, _sigmoid_se_row, _softmax_row, _squared_row,
-    ce_labels_block,
+from fastnn.kernels.inputs import batch, first_grad, first_product, input_block, is_sparse
+from fastnn.kernels.inputs import rows as rows_of
+from fastnn.kernels.rules import (  # noqa: F401  (re-exported: the engine's public names)
+    ADAPTIVE, CONSTANT, INVSCALING, LOSS_ROWS, OUT_IDENTITY, OUT_POISSON, OUT_SIGMOID,
+    OUT_SIGMOID_SE, OUT_SOFTMAX, STOP_SIZE, _is_sgd, _loss, _update, epoch_end, loss_marker,
+    optimizer_marker,
 )
+from fastnn.kernels.softmax import _softmax_row
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE", "LOSS_ROWS",
-    "loss_marker", "optimizer_marker", "SMALL_MACS", "BLAS_SERIAL_MAX", "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs",
-    "loss_grad", "forward", "epoch_end",
+    "loss_marker", "optimizer_marker", "SMALL_MACS", "BLAS_SERIAL_MAX", "STOP_SIZE", "CONSTANT",
+    "INVSCALING", "ADAPTIVE", "workspace_size", "train_epochs", "loss_grad", "forward",
+    "epoch_end",
 ]
-
-OUT_SOFTMAX = 0
-OUT_SIGMOID = 1
-OUT_IDENTITY = 2
-#: not a Network output: an identity-output network trained as ``exp`` + half Poisson deviance
-#: (``MLPRegressor(loss="poisson")``)
-OUT_POISSON = 3
-#: sigmoid outputs trained with squared error: the non-canonical pair a learner starts from
-#: (``Network(output="sigmoid", loss="squared_error")``), delta ``(p - y) p (1 - p)``
-OUT_SIGMOID_SE = 4
-
-#: the row functions of the fused losses; ``LOSS_ROWS[i]`` is selected by the marker
-#: :func:`loss_marker` ``(i)``; marker 0 (a softmax with integer labels) selects the block
-#: kernel ``ce_labels_block`` instead
-LOSS_ROWS = (None, _ce_probs_row, _sigmoid_ce_row, _squared_row, _poisson_row, _sigmoid_se_row)
-
-
-def loss_marker(out_kind, labels):
-    """The kernels' ``loss`` argument for output kind ``out_kind`` (``labels``: a softmax with
-    integer class labels).  Its *type* selects the loss's row function at compile time (a tuple
-    of ``i + 1`` zeros selects ``LOSS_ROWS[i]``), so a call compiles only the loss it uses and
-    the compiled code stays cacheable."""
-    index = {OUT_SOFTMAX: 1, OUT_SIGMOID: 2, OUT_IDENTITY: 3, OUT_POISSON: 4,
-             OUT_SIGMOID_SE: 5}[out_kind]
-    if out_kind == OUT_SOFTMAX and labels:
-        index = 0
-    return (0,) * (index + 1)
-
-
-def optimizer_marker(kind):
-    """The kernels' optimizer argument for ``kind`` (``SGD_KIND`` or ``ADAM_KIND``): its type
-    selects the update at compile time, as :func:`loss_marker` does for the loss."""
-    return (0,) if kind == SGD_KIND else (0, 0)
-
-
-def _is_sgd(kind):
-    raise NotImplementedError("only callable from compiled code")
-
-
-@overload(_is_sgd)
-def _is_sgd_ov(kind):
-    sgd = kind.count == 1
-    return lambda kind: sgd
-
-
-def _update(kind, hp, step, params, grad, s1, s2):
-    """The optimizer step on ``params`` (a slice starting at its range) from ``grad``."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-@overload(_update)
-def _update_ov(kind, hp, step, params, grad, s1, s2):
-    if kind.count == 1:
-        def sgd(kind, hp, step, params, grad, s1, s2):
-            t = params.dtype.type
-            sgd_range(params, grad, s1, t(hp[0]), t(hp[1]), hp[2] != 0.0, 0, params.shape[0])
-        return sgd
-
-    def adam(kind, hp, step, params, grad, s1, s2):
-        t = params.dtype.type
-        lr_t = adam_lr(hp[0], hp[1], hp[2], step)
-        adam_range(params, grad, s1, s2, t(lr_t), t(hp[1]), t(hp[2]), t(hp[3]),
-                   t(1.0 - hp[0] * hp[4]), 0, params.shape[0])
-    return adam
-
-
-def _loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
-    """The fused output loss of rows ``order[i0:i0 + rows]``: logits at ``ws[zo:]``, writes
-    ``dL/dz`` at ``ws[do:]``; returns ``sum_i w_i l_i / wsum``.  ``loss``: the marker of the
-    loss (:func:`loss_marker`)."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-@overload(_loss)
-def _loss_ov(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
-    if loss.count == 1:
-        return lambda loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum: ce_labels_block(
-            ws, zo, ws, do, rows, k, tgt, sw, order, i0, wsum)
-    row_fn = LOSS_ROWS[loss.count - 1]
-
-    def rows_loss(loss, ws, zo, do, rows, k, tgt, sw, order, i0, wsum):
-        weighted = sw.shape[0] > 0
-        total = 0.0
-        for i in range(rows):
-            src = order[i0 + i]
-            w = np.float64(sw[src]) if weighted else 1.0
-            row = row_fn(ws[zo + i * k:zo + (i + 1) * k], tgt[src], w / wsum,
-                         ws[do + i * k:do + (i + 1) * k])
-            if w != 0.0:  # (a zero-weight row adds nothing, even where its loss is infinite)
-                total += w * row
-        return total / wsum
-
-    return rows_loss
 
 #: plain SGD is folded into the weight-gradient GEMM above this many multiply-adds
 SMALL_MACS = 256
 #: products below this many multiply-adds run on ONE BLAS thread: waking a second thread for a
 #: small product costs more than it saves
 BLAS_SERIAL_MAX = 1 << 22
-
-#: ``stop`` : float64[STOP_SIZE] — scikit-learn's stopping rule and learning-rate schedule:
-#: ``tol, n_iter_no_change, best_loss, no_improvement_count, schedule, lr_init, power_t,
-#: samples_seen`` (``schedule``: CONSTANT, INVSCALING or ADAPTIVE)
-STOP_SIZE = 8
-_TOL, _PATIENCE, _BEST, _COUNT, _SCHEDULE, _LR_INIT, _POWER_T, _SEEN = range(STOP_SIZE)
-CONSTANT, INVSCALING, ADAPTIVE = 0, 1, 2
-
 
 #: options of kernels only called from other kernels: no CPython wrapper to generate
 _INTERNAL = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -377,31 +278,6 @@ def forward(x, tables, out_kind, params, ws, chunk, out):
 
 
 # --------------------------------------------------------------------------- epochs
-@jit(fastmath=False)  # the invscaling power as Python's (libm pow): scikit-learn's exact rate
-def epoch_end(stop, hp, loss, n_samples):
-    """scikit-learn's end of an epoch (``_update_no_improvement_count``, ``iteration_ends`` and
-    ``trigger_stopping``, in that order) on ``stop`` and the learning rate ``hp[0]``.  Returns
-    True to stop training.  ``stop`` : float64[STOP_SIZE] (see :data:`STOP_SIZE`), or float64[0]
-    for no rule."""
-    if stop.shape[0] == 0:
-        return False
-    if loss > stop[_BEST] - stop[_TOL]:
-        stop[_COUNT] += 1.0
-    else:
-        stop[_COUNT] = 0.0
-    if loss < stop[_BEST]:
-        stop[_BEST] = loss
-    stop[_SEEN] += n_samples
-    if stop[_SCHEDULE] == INVSCALING:
-        hp[0] = stop[_LR_INIT] / (stop[_SEEN] + 1.0) ** stop[_POWER_T]
-    if stop[_COUNT] > stop[_PATIENCE]:
-        if stop[_SCHEDULE] != ADAPTIVE or hp[0] <= 1e-6:
-            return True
-        hp[0] = hp[0] / 5.0
-        stop[_COUNT] = 0.0
-    return False
-
-
 @jit(**_INTERNAL)
 def _copy(src, dst):
     for i in range(src.shape[0]):
@@ -430,7 +306,8 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
     batch_size : int >= 1.
     tables, params : the network; grad : float[p] scratch.
     opt : (kind, hp, state1, state2) — ``kind`` the marker :func:`optimizer_marker` of
-        SGD_KIND or ADAM_KIND (:mod:`fastnn.kernels.optim`); ``hp`` float64[5]: SGD ``(lr, momentum, nesterov, 0, 0)``,
+        SGD_KIND or ADAM_KIND (:mod:`fastnn.kernels.optim`); ``hp`` float64[5]: SGD
+        ``(lr, momentum, nesterov, 0, 0)``,
         Adam/AdamW ``(lr, beta1, beta2, eps, weight_decay)``; ``hp[0]`` follows the schedule in
         ``stop``; states float[p] or float[0] (SGD velocity; Adam ``m``, ``v``).
     step0 : int — optimizer steps taken before (Adam's ``t``).
