@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn.kernels import losses as _losses
 from fastnn.kernels import softmax as _k
 
 __all__ = [
@@ -247,7 +248,7 @@ def sigmoid_cross_entropy(logits, targets, sample_weight=None):
         raise ValueError("targets: values must lie in [0, 1]")
     sw = _sample_weight(sample_weight, z.shape[0], z.dtype)
     dz = np.empty_like(z)
-    return _k.sigmoid_cross_entropy(z, y, sw, dz), dz
+    return _losses.sigmoid_cross_entropy(z, y, sw, dz), dz
 
 
 def squared_error(pred, targets, sample_weight=None):
@@ -273,4 +274,4 @@ def squared_error(pred, targets, sample_weight=None):
         raise ValueError(f"targets: values must be finite in {p.dtype} (the dtype of pred)")
     sw = _sample_weight(sample_weight, p.shape[0], p.dtype)
     dp = np.empty_like(p)
-    return _k.squared_error(p, y, sw, dp), dp
+    return _losses.squared_error(p, y, sw, dp), dp

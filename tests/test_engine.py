@@ -395,12 +395,12 @@ def test_blocks_of_epochs_equal_the_per_epoch_path(case, warm, capsys, monkeypat
 def test_a_call_compiles_only_its_loss_and_a_new_process_loads_it(tmp_path):
     code = """
 import numpy as np, fastnn
-from fastnn.kernels import engine, softmax
+from fastnn.kernels import engine, losses, softmax
 X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
 net = fastnn.Network([3, 4, 2], dtype="float32", seed=0)
 fastnn.fit(net, X, np.arange(20) % 2, epochs=1, batch_size=8, optimizer=fastnn.Adam())
-print(len(softmax.ce_labels_block.signatures), len(softmax._sigmoid_ce_row.signatures),
-      len(softmax._squared_row.signatures), engine.train_epochs.stats.cache_hits.total()
+print(len(softmax.ce_labels_block.signatures), len(losses._sigmoid_ce_row.signatures),
+      len(losses._squared_row.signatures), engine.train_epochs.stats.cache_hits.total()
       if hasattr(engine.train_epochs.stats.cache_hits, "total")
       else sum(engine.train_epochs.stats.cache_hits.values()))
 """

@@ -10,7 +10,7 @@ import pytest
 
 import fastnn
 from fastnn import reference as ref
-from fastnn.kernels.softmax import sigmoid_squared_error
+from fastnn.kernels.losses import sigmoid_squared_error
 from fastnn.network import Network
 
 

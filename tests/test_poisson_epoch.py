@@ -17,7 +17,7 @@ from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 from sklearn.neural_network._base import poisson_loss as sk_poisson_loss
 
 from fastnn import SGD, Adam, Network, stream
-from fastnn.kernels.softmax import poisson_deviance
+from fastnn.kernels.losses import poisson_deviance
 from fastnn.sklearn import MLPRegressor
 from fastnn.sklearn import _solvers
 from fastnn.train import NonFiniteLossError, run_epoch

@@ -13,9 +13,8 @@ from numba.extending import overload
 
 from fastnn._jit import jit
 from fastnn.kernels.optim import SGD_KIND, adam_lr, adam_range, sgd_range
-from fastnn.kernels.softmax import (
-    _ce_probs_row, _poisson_row, _sigmoid_ce_row, _sigmoid_se_row, _squared_row, ce_labels_block,
-)
+from fastnn.kernels.losses import _poisson_row, _sigmoid_ce_row, _sigmoid_se_row, _squared_row
+from fastnn.kernels.softmax import _ce_probs_row, ce_labels_block
 
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE", "LOSS_ROWS",
