@@ -201,15 +201,16 @@ class _EngineRule(Constant):
     def epoch_end(self, optimizer, samples_seen, loss):
         hp = np.array([optimizer.lr])
         self._stop[7] = samples_seen  # (the rule adds the epoch's samples: 0 more here)
-        stop = bool(_engine_rule()(self._stop, hp, float(loss), 0))
+        rule, stop_code = _engine_rule()
+        stop = rule(self._stop, hp, float(loss), 0) == stop_code
         optimizer.lr = float(hp[0])
         return stop
 
 
 def _engine_rule():
-    from fastnn.kernels.engine import epoch_end
+    from fastnn.kernels.rules import STOP, epoch_end
 
-    return epoch_end
+    return epoch_end, STOP
 
 
 class InvScaling(_EngineRule):

@@ -234,3 +234,40 @@ def test_validation_loss_from_one_forward_pass_equals_loss_and_grad(case, dtype,
     old, _ = est._loss_and_grad(X, targets, sw, encoded=True)
     assert np.isfinite(new)
     assert new == pytest.approx(float(old), rel=1e-5 if dtype == np.float32 else 1e-10)
+
+
+VERBOSE_CASES = [
+    ("sgd-adaptive", dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.05,
+                          tol=1e-2, n_iter_no_change=2)),
+    ("sgd-invscaling", dict(solver="sgd", momentum=0.0, learning_rate="invscaling",
+                            learning_rate_init=0.5, tol=2e-2, n_iter_no_change=3)),
+    ("adam-early-stopping", dict(solver="adam", early_stopping=True, learning_rate_init=0.01,
+                                 n_iter_no_change=3)),
+]
+
+
+@pytest.mark.parametrize("name, params", VERBOSE_CASES, ids=[c[0] for c in VERBOSE_CASES])
+def test_verbose_fit_prints_scikit_learns_trace(name, params, capsys):
+    """With ``verbose=True`` the epochs run one per call and the end-of-epoch rule runs in
+    Python (the engine's ``epoch_end``): every line scikit-learn prints — the losses, the
+    validation scores, the learning-rate changes and the stopping message — is the same, and
+    so is the fit."""
+    X, y = _iris()
+    kw = dict(hidden_layer_sizes=(10,), max_iter=80, random_state=0, verbose=True) | params
+    ours, theirs = _pair("clf", **kw)
+    ours.fit(X, y)
+    mine = capsys.readouterr().out.splitlines()
+    theirs.fit(X, y)
+    want = capsys.readouterr().out.splitlines()
+    assert any("consecutive epochs" in line for line in want)  # the rule fired
+    assert len(mine) == len(want)
+    for a, b in zip(mine, want):
+        if a.startswith("Iteration") or a.startswith("Validation score:"):
+            # the printed numbers agree to rounding (the step-for-step tolerance)
+            label_a, value_a = a.rsplit(" ", 1)
+            label_b, value_b = b.rsplit(" ", 1)
+            assert label_a == label_b
+            np.testing.assert_allclose(float(value_a), float(value_b), rtol=1e-6, atol=1e-9)
+        else:
+            assert a == b
+    _assert_same_fit(ours, theirs)

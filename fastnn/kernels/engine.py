@@ -48,8 +48,8 @@ from fastnn.kernels.inputs import batch, first_grad, first_product, input_block,
 from fastnn.kernels.inputs import rows as rows_of
 from fastnn.kernels.rules import (  # noqa: F401  (re-exported: the engine's public names)
     ADAPTIVE, CONSTANT, INVSCALING, LOSS_ROWS, OUT_IDENTITY, OUT_POISSON, OUT_SIGMOID,
-    OUT_SIGMOID_SE, OUT_SOFTMAX, STOP_SIZE, _is_sgd, _loss, _update, epoch_end, loss_marker,
-    optimizer_marker,
+    OUT_SIGMOID_SE, OUT_SOFTMAX, STOP, STOP_SIZE, _is_sgd, _loss, _update, epoch_end,
+    loss_marker, optimizer_marker,
 )
 from fastnn.kernels.softmax import _softmax_row
 
@@ -390,7 +390,7 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
             done = e
             break
         losses[e] = (data_sum * loss_scale + l2_sum) / max(1, m)
-        if epoch_end(stop, opt[1], losses[e], m):
+        if epoch_end(stop, opt[1], losses[e], m) == STOP:
             done, stopped = e + 1, True
             break
     if one_blas_thread and blas > 1:

@@ -19,7 +19,7 @@ from fastnn.kernels.softmax import _ce_probs_row, ce_labels_block
 __all__ = [
     "OUT_SOFTMAX", "OUT_SIGMOID", "OUT_IDENTITY", "OUT_POISSON", "OUT_SIGMOID_SE", "LOSS_ROWS",
     "loss_marker", "optimizer_marker", "STOP_SIZE", "CONSTANT", "INVSCALING", "ADAPTIVE",
-    "epoch_end",
+    "GO_ON", "STOP", "RATE_DIVIDED", "epoch_end",
 ]
 
 OUT_SOFTMAX = 0
@@ -124,14 +124,22 @@ _TOL, _PATIENCE, _BEST, _COUNT, _SCHEDULE, _LR_INIT, _POWER_T, _SEEN = range(STO
 CONSTANT, INVSCALING, ADAPTIVE = 0, 1, 2
 
 
+#: :func:`epoch_end`'s answers
+GO_ON, STOP, RATE_DIVIDED = 0, 1, 2
+
+
 @jit(fastmath=False)  # the invscaling power as Python's (libm pow): scikit-learn's exact rate
 def epoch_end(stop, hp, loss, n_samples):
     """scikit-learn's end of an epoch (``_update_no_improvement_count``, ``iteration_ends`` and
-    ``trigger_stopping``, in that order) on ``stop`` and the learning rate ``hp[0]``.  Returns
-    True to stop training.  ``stop`` : float64[STOP_SIZE] (see :data:`STOP_SIZE`), or float64[0]
-    for no rule."""
+    ``trigger_stopping``, in that order) on ``stop`` and the learning rate ``hp[0]``.
+
+    ``loss`` is the value that must decrease: the training loss, or minus the validation score
+    with early stopping (``score < best + tol`` is ``-score > -best - tol``).  ``stop`` :
+    float64[STOP_SIZE] (see :data:`STOP_SIZE`), or float64[0] for no rule.  Returns
+    :data:`STOP` to stop training, :data:`RATE_DIVIDED` when the ``adaptive`` schedule divided
+    the rate by 5 instead, else :data:`GO_ON`."""
     if stop.shape[0] == 0:
-        return False
+        return GO_ON
     if loss > stop[_BEST] - stop[_TOL]:
         stop[_COUNT] += 1.0
     else:
@@ -143,7 +151,8 @@ def epoch_end(stop, hp, loss, n_samples):
         hp[0] = stop[_LR_INIT] / (stop[_SEEN] + 1.0) ** stop[_POWER_T]
     if stop[_COUNT] > stop[_PATIENCE]:
         if stop[_SCHEDULE] != ADAPTIVE or hp[0] <= 1e-6:
-            return True
+            return STOP
         hp[0] = hp[0] / 5.0
         stop[_COUNT] = 0.0
-    return False
+        return RATE_DIVIDED
+    return GO_ON

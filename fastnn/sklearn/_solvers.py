@@ -1,8 +1,9 @@
 """The pieces of scikit-learn's MLP training loop that are not the estimator itself.
 
-* :class:`LearningRateSchedule` is scikit-learn's ``SGDOptimizer``/``AdamOptimizer`` bookkeeping
-  (``learning_rate``, ``iteration_ends``, ``trigger_stopping``) on top of a fastnn optimizer,
-  whose ``lr`` it sets exactly where scikit-learn changes its learning rate.
+* :class:`LearningRateSchedule` is scikit-learn's ``SGDOptimizer``/``AdamOptimizer`` around a
+  fastnn optimizer: its ``learning_rate`` is the optimizer's ``lr``, which the engine's
+  end-of-epoch rule (:func:`fastnn.kernels.rules.epoch_end`) changes exactly where
+  scikit-learn's ``iteration_ends`` and ``trigger_stopping`` do.
 * :func:`shuffled` reproduces ``sklearn.utils.shuffle(idx, random_state=rs)`` draw for draw, so a
   fastnn fit consumes the same random numbers as scikit-learn's and sees the same batches.
 * :func:`lbfgs` runs scipy's L-BFGS-B on the network's flat parameter buffer.
@@ -74,26 +75,6 @@ class LearningRateSchedule:
     @learning_rate.setter
     def learning_rate(self, value):
         self.engine.lr = float(value)
-
-    def iteration_ends(self, time_step):
-        """``SGDOptimizer.iteration_ends``: the inverse-scaling step at the end of an epoch."""
-        if self.solver == "sgd" and self.lr_schedule == "invscaling":
-            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
-
-    def trigger_stopping(self, msg, verbose):
-        """True to stop; with ``learning_rate='adaptive'`` (SGD) divide the rate by 5 instead."""
-        if self.solver != "sgd" or self.lr_schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
-            return True
-        if self.learning_rate <= 1e-6:
-            if verbose:
-                print(msg + " Learning rate too small. Stopping.")
-            return True
-        self.learning_rate = self.learning_rate / 5.0
-        if verbose:
-            print(msg + " Setting learning rate to %f" % self.learning_rate)
-        return False
 
 
 def shuffled(sample_idx, rs):

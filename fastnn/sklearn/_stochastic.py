@@ -1,8 +1,11 @@
 """The ``sgd``/``adam`` half of scikit-learn's MLP fit: epochs, stopping rules, early stopping.
 
-Mixed into :class:`fastnn.sklearn._base.BaseMLP`; line for line scikit-learn 1.9's
-``_fit_stochastic`` and ``_update_no_improvement_count``, with each epoch one compiled call of
-:func:`fastnn.train.run_epoch` (or :func:`._solvers.poisson_epoch` for the Poisson loss).
+Mixed into :class:`fastnn.sklearn._base.BaseMLP`; scikit-learn 1.9's ``_fit_stochastic``, with
+each epoch one compiled call of :func:`fastnn.train.run_epoch` (or
+:func:`._solvers.poisson_epoch` for the Poisson loss) — or a block of epochs per call when
+nothing has to happen in Python between them — and its end-of-epoch rule
+(``_update_no_improvement_count``, ``iteration_ends``, ``trigger_stopping``) as the engine's
+:func:`fastnn.kernels.rules.epoch_end`, whether it runs in the kernel or here.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from fastnn import functional as F
 from fastnn import stream
 from fastnn import _engine
 from fastnn._engine import NonFiniteLossError, run_epoch
+from fastnn.kernels.rules import GO_ON, RATE_DIVIDED, STOP, epoch_end
 
 from . import _solvers
 
@@ -74,6 +78,7 @@ class StochasticMixin:
             if self._epochs_in_blocks(X_train, early_stopping, incremental):
                 self._fit_epoch_blocks(X_train, targets, batch_size, sample_idx, sw_train)
                 return
+            stop = self._stop_state(early_stopping)
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = _solvers.shuffled(sample_idx, self._random_state)
@@ -82,23 +87,8 @@ class StochasticMixin:
                 except NonFiniteLossError as exc:
                     self._diverged(exc, n_samples, incremental)
                     break
-                self._end_epoch(loss, n_samples, early_stopping, val)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    # not better than the last n_iter_no_change epochs by tol: stop, or
-                    # (adaptive SGD) divide the learning rate by 5
-                    if early_stopping:
-                        msg = (
-                            "Validation score did not improve more than "
-                            "tol=%f for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
-                        )
-                    else:
-                        msg = (
-                            "Training loss did not improve more than tol=%f"
-                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
-                        )
-                    if self._optimizer.trigger_stopping(msg, self.verbose):
-                        break
-                    self._no_improvement_count = 0
+                if self._end_epoch(loss, n_samples, early_stopping, val, stop) == STOP:
+                    break
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
@@ -116,7 +106,7 @@ class StochasticMixin:
     def _fit_epoch_blocks(self, X, targets, batch_size, sample_idx, sample_weight):
         """The epoch loop of ``_fit_stochastic`` (no early stopping, not verbose) in blocks of
         epochs: the stopping rule and the learning-rate schedule run in the kernel between the
-        epochs of a block, exactly as ``_end_epoch`` and ``trigger_stopping`` do here.  Blocks
+        epochs of a block, the same rule ``_end_epoch`` applies here.  Blocks
         last ~:data:`BLOCK_SECONDS` so that Ctrl-C still interrupts training promptly."""
         net, schedule = self.network_, self._optimizer
         n_samples = X.shape[0]
@@ -190,16 +180,63 @@ class StochasticMixin:
             data_loss_scale=self._data_loss_scale(),
         )
 
-    def _end_epoch(self, loss, n_samples, early_stopping, val):
+    def _stop_state(self, early_stopping):
+        """The ``stop`` array of the engine's end-of-epoch rule from this estimator's state
+        (with early stopping the rule's loss is minus the validation score)."""
+        schedule = self._optimizer
+        best = -self.best_validation_score_ if early_stopping else self.best_loss_
+        return _engine.stop_state(
+            self.tol, self.n_iter_no_change, best, self._no_improvement_count,
+            self.learning_rate if self.solver == "sgd" else "constant",
+            schedule.learning_rate_init, self.power_t, self.t_)
+
+    def _end_epoch(self, loss, n_samples, early_stopping, val, stop):
+        """scikit-learn's end of an epoch: record it, score the validation split, then the
+        engine's rule (:func:`fastnn.kernels.rules.epoch_end`, the one implementation of the
+        no-improvement count, the learning-rate schedules and the stopping decision).  Returns
+        the rule's answer."""
         self.n_iter_ += 1
         self.loss_ = float(loss)
-        self.t_ += n_samples
         self.loss_curve_.append(self.loss_)
         if self.verbose:
             print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-        X_val, y_val, sw_val, y_val_encoded = val
-        self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val, y_val_encoded)
-        self._optimizer.iteration_ends(self.t_)
+        value = self.loss_
+        if early_stopping:
+            X_val, y_val, sw_val, y_val_encoded = val
+            score = self._score(X_val, y_val, sample_weight=sw_val)
+            self.validation_scores_.append(score)
+            self.validation_loss_curve_.append(
+                self._validation_loss(X_val, y_val_encoded, sw_val))
+            if self.verbose:
+                print("Validation score: %f" % score)
+            value = -score
+        best = stop[2]
+        hp = np.array([self._optimizer.learning_rate])
+        answer = epoch_end(stop, hp, value, n_samples)
+        self._optimizer.learning_rate = hp[0]
+        self.t_ += n_samples
+        self._no_improvement_count = int(stop[3])
+        if not early_stopping:
+            self.best_loss_ = float(stop[2])
+        elif stop[2] < best:  # a better validation score: keep these weights
+            self.best_validation_score_ = -float(stop[2])
+            self._best_params[...] = self.network_.params
+        if answer != GO_ON and self.verbose:
+            print(self._stopping_message(early_stopping, answer))
+        return answer
+
+    def _stopping_message(self, early_stopping, answer):
+        if early_stopping:
+            msg = ("Validation score did not improve more than tol=%f for %d consecutive "
+                   "epochs." % (self.tol, self.n_iter_no_change))
+        else:
+            msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                   % (self.tol, self.n_iter_no_change))
+        if answer == RATE_DIVIDED:
+            return msg + " Setting learning rate to %f" % self._optimizer.learning_rate
+        if self.solver == "sgd" and self.learning_rate == "adaptive":
+            return msg + " Learning rate too small. Stopping."
+        return msg + " Stopping."
 
     def _diverged(self, exc, n_samples, incremental):
         """A non-finite loss.  scikit-learn keeps training on non-finite weights: every later
@@ -243,29 +280,6 @@ class StochasticMixin:
         if is_classifier(self):
             return self._label_binarizer.inverse_transform(y)
         return y.ravel() if y.shape[1] == 1 else y
-
-    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight, y_encoded=None):
-        if early_stopping:
-            val_score = self._score(X, y, sample_weight=sample_weight)
-            self.validation_scores_.append(val_score)
-            self.validation_loss_curve_.append(self._validation_loss(X, y_encoded, sample_weight))
-            if self.verbose:
-                print("Validation score: %f" % self.validation_scores_[-1])
-            last_valid_score = self.validation_scores_[-1]
-            if last_valid_score < (self.best_validation_score_ + self.tol):
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if last_valid_score > self.best_validation_score_:
-                self.best_validation_score_ = last_valid_score
-                self._best_params[...] = self.network_.params
-        else:
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
 
     def _validation_loss(self, X_val, y_val_encoded, sw_val):
         """The training objective (loss + L2 term) on the validation split, from one forward
