@@ -145,6 +145,37 @@ def test_fit_verbose_on_csr(capsys):
     assert "fastnn.fit" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("opt,alpha", [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.0),
+                                       ("adam", 0.01), ("adamw", 0.0)])
+def test_first_layer_of_several_update_blocks(opt, alpha):
+    """A wide first layer (1000 x 40: the optimizer walks W[0] in blocks of a few thousand
+    elements, the last one partial) and a hidden width that is not a power of two."""
+    X, y = sparse_problem(d=1000, density=0.012, seed=6)
+    nets = []
+    for inp in (X, X.toarray()):
+        net = make_net(sizes=(1000, 40, K), seed=2)
+        hist = fastnn.fit(net, inp, y, epochs=3, batch_size=8, optimizer=OPTIMIZERS[opt](),
+                          seed=1, alpha=alpha)
+        nets.append((net, hist.train_loss))
+    np.testing.assert_allclose(nets[0][1], nets[1][1], rtol=1e-12)
+    assert_same_net(nets[0][0], nets[1][0])
+
+
+def test_divergence_on_csr_raises_and_keeps_the_last_finite_weights():
+    from fastnn.train import NonFiniteLossError
+
+    X, y = sparse_problem()
+    X = X * 1e30
+    nets = []
+    for inp in (X, X.toarray()):
+        net = fastnn.Network([D, 16, K], seed=0)  # relu: nothing saturates
+        with pytest.raises(NonFiniteLossError):
+            fastnn.fit(net, inp, y, epochs=3, batch_size=16, optimizer=fastnn.SGD(10.0), seed=0)
+        assert np.isfinite(net.params).all()
+        nets.append(net)
+    np.testing.assert_array_equal(nets[0].params, nets[1].params)
+
+
 # --------------------------------------------------------------------------- Network
 @pytest.mark.parametrize("output,dtype", [("softmax", "float64"), ("softmax", "float32"),
                                           ("sigmoid", "float64"), ("identity", "float64")])
@@ -156,6 +187,8 @@ def test_network_methods_on_csr_equal_dense(output, dtype):
     for method in ("forward", "logits", "predict_proba"):
         got, want = getattr(net, method)(X), getattr(net, method)(dense)
         assert got.dtype == want.dtype and got.shape == want.shape == (N, K)
+        np.testing.assert_allclose(got, want, **tol)
+    for got, want in zip(net.layer_outputs(X), net.layer_outputs(dense)):
         np.testing.assert_allclose(got, want, **tol)
     got, want = net.predict(X), net.predict(dense)
     if output == "identity":
