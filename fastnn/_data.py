@@ -1,5 +1,5 @@
-"""The files of ``fastnn train`` / ``fastnn predict``: data (.csv, .npz, .npy pairs) in,
-predictions (.csv) out.
+"""The files of ``fastnn train`` / ``fastnn predict``: data (.csv, .npz, .npy pairs, sparse
+matrices saved by ``scipy.sparse.save_npz``) in, predictions (.csv) out.
 
 Every problem with a file -- missing, a directory, unreadable, malformed, a missing column,
 non-numeric or non-finite features, duplicate column names, labels that do not match, features
@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["CLIError", "read_data", "model_inputs", "write_predictions", "check_writable"]
+__all__ = ["CLIError", "read_data", "model_inputs", "write_predictions", "check_writable",
+           "is_sparse"]
 
 
 class CLIError(Exception):
@@ -21,17 +22,28 @@ class CLIError(Exception):
 
 
 def _labels_beside(path):
-    """``X_train.npy`` -> ``y_train.npy``; any other name -> ``y.npy`` in the same folder."""
+    """``X_train.npy`` (or ``X_train.npz``) -> ``y_train.npy``; any other name -> ``y.npy`` in
+    the same folder."""
     folder, name = os.path.split(path)
-    return os.path.join(folder, "y" + name[1:] if name[:1] in "Xx" else "y.npy")
+    stem = os.path.splitext(name)[0]
+    return os.path.join(folder, ("y" + stem[1:] if stem[:1] in "Xx" else "y") + ".npy")
+
+
+def is_sparse(X):
+    """True for a ``scipy.sparse`` matrix (without importing scipy when nothing else has)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
 
 
 def read_data(path, *, target=None, labels=None, features=None, need_y=True):
-    """Read ``(X float64[n, d], y ndarray[n] or None, feature names or None)`` from a file.
+    """Read ``(X, y ndarray[n] or None, feature names or None)`` from a file.
 
     ``.csv``: a header row, ``target`` names the label column (``features`` selects columns);
-    ``.npz``: arrays ``X`` and ``y``; ``.npy``: ``X`` here, labels from ``labels`` or the file
-    beside it (:func:`_labels_beside`).  Any problem raises :class:`CLIError` or ``OSError``.
+    ``.npz``: arrays ``X`` and ``y``, or a sparse matrix written by ``scipy.sparse.save_npz``
+    (:func:`_sparse_matrix`) with its labels as for ``.npy``; ``.npy``: ``X`` here, labels from
+    ``labels`` or the file beside it (:func:`_labels_beside`).  ``X`` is ``float64[n, d]``, or
+    for a sparse file a ``scipy.sparse.csr_matrix`` of float64 (never densified).  Any problem
+    raises :class:`CLIError` or ``OSError``.
     """
     import numpy as np
 
@@ -40,31 +52,32 @@ def read_data(path, *, target=None, labels=None, features=None, need_y=True):
     if os.path.isdir(path):
         raise CLIError(f"{path}: is a directory, not a data file")
     ext = os.path.splitext(path)[1].lower()
+    names = None
     if ext == ".csv":
         X, y, names = _read_csv(path, target, features, need_y)
     elif ext == ".npz":
         arrays = _np_load(path, ".npz")
-        if not isinstance(arrays, np.lib.npyio.NpzFile) or "X" not in arrays.files:
-            found = ", ".join(arrays.files) if hasattr(arrays, "files") else "a single array"
-            raise CLIError(f"{path}: expected arrays 'X' and 'y' in the .npz (found: {found})")
-        with arrays:
-            X = _array(arrays, "X", path)
-            y = _array(arrays, "y", path) if "y" in arrays.files else None
-        if need_y and y is None:
-            raise CLIError(f"{path}: no labels: the .npz needs an array 'y' beside 'X'")
-        names = None
+        files = arrays.files if isinstance(arrays, np.lib.npyio.NpzFile) else []
+        if "X" not in files and "format" in files:  # scipy.sparse.save_npz
+            with arrays:
+                X = _sparse_matrix(arrays, path)
+            y = _labels(path, labels, need_y)
+        elif "X" not in files:
+            found = ", ".join(files) if files else "a single array"
+            raise CLIError(f"{path}: expected arrays 'X' and 'y' in the .npz, or a sparse matrix "
+                           f"saved by scipy.sparse.save_npz (found: {found})")
+        else:
+            with arrays:
+                X = _array(arrays, "X", path)
+                y = _array(arrays, "y", path) if "y" in arrays.files else None
+            if need_y and y is None:
+                raise CLIError(f"{path}: no labels: the .npz needs an array 'y' beside 'X'")
     elif ext == ".npy":
         X = _np_load(path, ".npy")
-        lab = labels or _labels_beside(path)
-        y = _np_load(lab, ".npy") if (labels or need_y) and os.path.exists(lab) else None
-        if labels and y is None:
-            raise CLIError(f"{labels}: no such file")
-        if need_y and y is None:
-            raise CLIError(f"{path}: no labels: pass --labels y.npy or put {lab} beside it")
-        names = None
+        y = _labels(path, labels, need_y)
     else:
         raise CLIError(f"{path}: unsupported file type {ext or '(none)'!r}: use .csv, .npz or .npy")
-    X = _features(np.asarray(X), path)
+    X = _sparse_features(X, path) if is_sparse(X) else _features(np.asarray(X), path)
     if y is not None:
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -73,13 +86,30 @@ def read_data(path, *, target=None, labels=None, features=None, need_y=True):
     return X, y, names
 
 
-def model_inputs(X, arrays, dtype, model_path, data_path):
+def _labels(path, labels, need_y):
+    """The labels of an ``X`` file without its own: ``labels``, else the file beside ``path``
+    (read only when needed or asked for)."""
+    lab = labels or _labels_beside(path)
+    y = _np_load(lab, ".npy") if (labels or need_y) and os.path.exists(lab) else None
+    if labels and y is None:
+        raise CLIError(f"{labels}: no such file")
+    if need_y and y is None:
+        raise CLIError(f"{path}: no labels: pass --labels y.npy or put {lab} beside it")
+    return y
+
+
+def model_inputs(X, arrays, dtype, model_path, data_path, offset=0):
     """``X`` standardised with the model file's scaler (``x_mean``, ``x_scale``, if any) and
-    cast to the model's ``dtype``; values that overflow it raise :class:`CLIError`."""
+    cast to the model's ``dtype``; values that overflow it raise :class:`CLIError` (rows are
+    numbered from ``offset``).  A sparse ``X`` stays sparse, so it takes no scaler: centring
+    would make it dense (:func:`row_blocks` gives a scaled model dense blocks of rows)."""
     import numpy as np
 
     n_in = X.shape[1]
     if "x_mean" in arrays or "x_scale" in arrays:
+        if is_sparse(X):
+            raise CLIError(f"{data_path}: a sparse matrix is not standardised with the feature "
+                           f"scaler of {model_path} as a whole (it would become dense)")
         mean, scale = arrays.get("x_mean"), arrays.get("x_scale")
         if any(a is None or a.shape != (n_in,) or a.dtype.kind not in "iuf" for a in (mean, scale)):
             raise CLIError(f"{model_path}: its feature scaler (x_mean, x_scale) does not fit "
@@ -88,11 +118,26 @@ def model_inputs(X, arrays, dtype, model_path, data_path):
             X = (X - mean) / scale
     with np.errstate(over="ignore", invalid="ignore"):
         Z = X.astype(dtype)
-    if not np.isfinite(Z).all():
-        row = int(np.argwhere(~np.isfinite(Z))[0, 0])
+    values = Z.data if is_sparse(Z) else Z
+    if not np.isfinite(values).all():
+        first = int(np.argwhere(~np.isfinite(values))[0, 0])
+        row = int(np.searchsorted(Z.indptr, first, side="right")) - 1 if is_sparse(Z) else first
         raise CLIError(f"{data_path}: features too large for the model's {np.dtype(dtype).name} "
-                       f"after scaling (|x| > {np.finfo(dtype).max:.3g}; first in row {row})")
+                       f"after scaling (|x| > {np.finfo(dtype).max:.3g}; first in row "
+                       f"{offset + row})")
     return Z
+
+
+def row_blocks(X, arrays, block_bytes=64 << 20):
+    """``(offset, rows)`` blocks of ``X`` for :func:`model_inputs`: ``X`` whole, except a sparse
+    ``X`` for a model with a feature scaler (standardised rows are dense): dense blocks of at
+    most ``block_bytes``, so no dense copy of the whole matrix is ever made."""
+    if not (is_sparse(X) and ("x_mean" in arrays or "x_scale" in arrays)):
+        yield 0, X
+        return
+    step = max(1, block_bytes // (8 * X.shape[1]))
+    for i in range(0, X.shape[0], step):
+        yield i, X[i:i + step].toarray()
 
 
 def write_predictions(path, pred, proba, classes):
@@ -162,6 +207,86 @@ def _features(X, path):
     X = X.astype(np.float64)
     if not np.isfinite(X).all():
         row = int(np.argwhere(~np.isfinite(X))[0, 0])
+        raise CLIError(f"{path}: features contain NaN or infinity (first in row {row})")
+    return X
+
+
+#: the layouts of ``scipy.sparse.save_npz`` read here -> the arrays holding their indices
+_SPARSE_INDICES = {"csr": ("indices", "indptr"), "csc": ("indices", "indptr"),
+                   "coo": ("row", "col")}
+
+
+def _sparse_matrix(arrays, path):
+    """The matrix of a file written by ``scipy.sparse.save_npz`` as a CSR matrix, built from its
+    arrays (read without pickle, as every array here) after checking each of them: scipy's
+    constructors trust index arrays, and an index out of range would read or write outside
+    them later."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    fmt = _array(arrays, "format", path)
+    fmt = fmt.item() if fmt.ndim == 0 and fmt.dtype.kind in "SU" else None
+    fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else fmt
+    if fmt not in _SPARSE_INDICES:
+        raise CLIError(f"{path}: sparse format {fmt!r} is not supported: save a CSR, CSC or COO "
+                       "matrix with scipy.sparse.save_npz")
+    keys = ("coords",) if fmt == "coo" and "coords" in arrays.files else _SPARSE_INDICES[fmt]
+    missing = [k for k in ("shape", "data", *keys) if k not in arrays.files]
+    if missing:
+        raise CLIError(f"{path}: a {fmt} matrix needs the arrays shape, data, {', '.join(keys)} "
+                       f"(missing: {', '.join(missing)})")
+    shape = _array(arrays, "shape", path)
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or shape.min() < 0:
+        raise CLIError(f"{path}: 'shape' must hold two integers >= 0, got {shape.tolist()!r}")
+    n, d = (int(s) for s in shape)
+    data = _array(arrays, "data", path)
+    if data.dtype.kind not in "biuf":
+        raise CLIError(f"{path}: features must be numeric, got dtype {data.dtype}")
+    if data.ndim != 1:
+        raise CLIError(f"{path}: 'data' must be 1-D, got shape {data.shape}")
+    idx = {k: _array(arrays, k, path) for k in keys}
+    for k, a in idx.items():
+        if a.dtype.kind not in "iu":
+            raise CLIError(f"{path}: '{k}' must hold integers, got dtype {a.dtype}")
+    if fmt == "coo":
+        coords = idx["coords"] if "coords" in idx else None
+        if coords is not None and (coords.ndim != 2 or coords.shape[0] != 2):
+            raise CLIError(f"{path}: 'coords' must have shape (2, nnz), got {coords.shape}")
+        rows, cols = coords if coords is not None else (idx["row"], idx["col"])
+        for k, a, size in (("row", rows, n), ("col", cols, d)):
+            _check_indices(a, data.size, size, k, path)
+        return sp.coo_matrix((data, (rows, cols)), shape=(n, d)).tocsr()
+    major, minor = (n, d) if fmt == "csr" else (d, n)
+    indices, indptr = idx["indices"], idx["indptr"]
+    _check_indices(indices, data.size, minor, "indices", path)
+    if indptr.shape != (major + 1,) or indptr[0] != 0 or indptr[-1] != data.size \
+            or np.any(indptr[1:] < indptr[:-1]):
+        raise CLIError(f"{path}: 'indptr' must rise from 0 to {data.size} (the number of "
+                       f"values) in {major + 1} entries")
+    cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
+    return cls((data, indices, indptr), shape=(n, d)).tocsr()
+
+
+def _check_indices(a, nnz, size, key, path):
+    import numpy as np
+
+    if a.shape != (nnz,):
+        raise CLIError(f"{path}: '{key}' must have one entry per value ({nnz}), got shape "
+                       f"{a.shape}")
+    if nnz and (np.min(a) < 0 or np.max(a) >= size):
+        raise CLIError(f"{path}: '{key}' holds indices outside [0, {size}) (the matrix's shape)")
+
+
+def _sparse_features(X, path):
+    """:func:`_features` for a sparse ``X``: CSR of float64 with finite values."""
+    import numpy as np
+
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise CLIError(f"{path}: features must be a non-empty 2-D array, got shape {X.shape}")
+    X = X.tocsr().astype(np.float64)
+    if not np.isfinite(X.data).all():
+        first = int(np.argwhere(~np.isfinite(X.data))[0, 0])
+        row = int(np.searchsorted(X.indptr, first, side="right")) - 1
         raise CLIError(f"{path}: features contain NaN or infinity (first in row {row})")
     return X
 

@@ -1,15 +1,15 @@
 """``fastnn train``, the command line's main job (its options are declared in :mod:`fastnn.cli`).
 
 Reads the data (scikit-learn's digits by default), splits off held-out and validation rows,
-standardises the features with the training part's statistics, trains a softmax MLP with
-:func:`fastnn.fit` and reports; errors a user can fix end as :class:`fastnn._data.CLIError`
+standardises dense features with the training part's statistics (sparse features are used as
+they are and stay sparse), trains a softmax MLP with :func:`fastnn.fit` and reports; errors a user can fix end as :class:`fastnn._data.CLIError`
 (one line on stderr, exit 1).
 """
 from __future__ import annotations
 
 import time
 
-from fastnn._data import CLIError, check_writable, read_data
+from fastnn._data import CLIError, check_writable, is_sparse, model_inputs, read_data
 
 __all__ = ["run_train"]
 
@@ -77,10 +77,14 @@ def run_train(args):
     train_idx, val_idx = fit_idx[train_idx], fit_idx[val_idx]
     if train_idx.size == 0:
         raise CLIError(f"{source}: {X.shape[0]} rows leave nothing to train on after the splits")
-    mean = X[train_idx].mean(axis=0)
-    scale = X[train_idx].std(axis=0)
-    scale[scale == 0] = 1.0
-    Z = ((X - mean) / scale).astype(args.dtype)
+    sparse = is_sparse(X)
+    if sparse:  # centring would make X dense; counts and TF-IDF values need no scaling
+        Z, scaler = model_inputs(X, {}, args.dtype, None, source), {}
+    else:
+        mean = X[train_idx].mean(axis=0)
+        scale = X[train_idx].std(axis=0)
+        scale[scale == 0] = 1.0
+        Z, scaler = ((X - mean) / scale).astype(args.dtype), {"x_mean": mean, "x_scale": scale}
 
     import fastnn
 
@@ -92,8 +96,10 @@ def run_train(args):
         opt = fastnn.Adam(args.lr if args.lr is not None else 1e-3)
     else:
         opt = fastnn.SGD(args.lr if args.lr is not None else 0.05, momentum=0.9)
-    say(f"data: {source}: {X.shape[0]} samples, {X.shape[1]} features, {classes.size} classes"
-            f" -> train {train_idx.size}, validation {val_idx.size}, held-out {test_idx.size}")
+    kind = (f" (sparse, {X.nnz / X.shape[0]:.3g} non-zeros per row, not standardised)"
+            if sparse else "")
+    say(f"data: {source}: {X.shape[0]} samples, {X.shape[1]} features{kind}, {classes.size} "
+        f"classes -> train {train_idx.size}, validation {val_idx.size}, held-out {test_idx.size}")
     say(f"model: {'-'.join(map(str, sizes))} {args.activation}, softmax output, {args.dtype};"
             f" {args.solver} lr={opt.lr:g}, batch {args.batch_size}, {args.epochs} epochs,"
             f" {fastnn.get_num_threads()} threads")
@@ -120,7 +126,7 @@ def run_train(args):
         from fastnn import io
 
         io.save(net, args.save, classes=classes,
-                arrays={"x_mean": mean, "x_scale": scale},
+                arrays=scaler,
                 metadata={"feature_names": names, "target": args.target, "source": source})
         print(f"saved model to {args.save}")
     if args.plot:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastnn._data import (CLIError, _first_line, check_writable, model_inputs, read_data,
-                          write_predictions)
+from fastnn._data import (CLIError, _first_line, check_writable, is_sparse, model_inputs,
+                          read_data, row_blocks, write_predictions)
 
 __all__ = ["main", "CLIError", "COMMANDS"]
 
@@ -30,10 +30,12 @@ def _add_train(sub):
     p = sub.add_parser("train", help="train an MLP classifier (digits by default)",
                        description="Train an MLP classifier and report held-out accuracy. "
                        "Without --data it trains on scikit-learn's digits (8x8 images, 10 classes).")
-    p.add_argument("--data", metavar="PATH", help=".csv (with --target), .npz (X, y) or .npy")
+    p.add_argument("--data", metavar="PATH", help=".csv (with --target), .npz (X, y), .npy, or "
+                   "a sparse matrix .npz (scipy.sparse.save_npz) with --labels")
     p.add_argument("--target", metavar="COLUMN", help="label column of a .csv file")
-    p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy "
-                   "(default: the file beside it with the leading X replaced by y)")
+    p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy or a sparse "
+                   "X.npz (default: y.npy beside it, or the name with the leading X replaced by "
+                   "y and the extension by .npy)")
     p.add_argument("--hidden", default="64", metavar="SIZES", help="hidden sizes, e.g. 128,64")
     p.add_argument("--activation", default="relu",
                    choices=["relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"])
@@ -89,7 +91,8 @@ def _add_predict(sub):
                        "by `fastnn train --save` (or fastnn.save). Writes CSV; if the file also "
                        "holds labels, the accuracy goes to stderr.")
     p.add_argument("--model", required=True, metavar="MODEL.npz")
-    p.add_argument("--data", required=True, metavar="PATH", help=".csv, .npz (X) or .npy (X)")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help=".csv, .npz (X, or a sparse matrix) or .npy (X)")
     p.add_argument("--target", metavar="COLUMN", help="label column to ignore/score in a .csv")
     p.add_argument("--output", metavar="PREDS.csv", help="write here instead of stdout")
     p.add_argument("--proba", action="store_true", help="add one probability column per class")
@@ -116,29 +119,40 @@ def _run_predict(args):
     n_in = net.layer_sizes[0]
     if X.shape[1] != n_in:
         raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects {n_in}")
-    X = model_inputs(X, arrays, net.params.dtype, args.model, args.data)
     classes = info["classes"]
     if args.proba and (net.output == "identity" or not hasattr(model, "predict_proba")):
         raise CLIError(f"--proba: {args.model} is a regression model, it has no probabilities")
-    if model is not net:  # a fitted estimator: its own predict (label encoding included)
-        pred = np.asarray(model.predict(X))
-        proba = np.asarray(model.predict_proba(X)) if args.proba else None
-    else:
-        proba = net.predict_proba(X)
-        if net.output == "softmax":
-            idx = proba.argmax(axis=1)
-            pred = classes[idx] if classes is not None else idx
-        else:
-            pred = proba if net.output == "identity" else (proba > 0.5).astype(np.int64)
+    parts = [_predictions(model, net, model_inputs(rows, arrays, net.params.dtype, args.model,
+                                                   args.data, offset), classes, args.proba)
+             for offset, rows in row_blocks(X, arrays)]
+    preds, probas = zip(*parts)
+    pred = np.concatenate(preds)
+    proba = np.concatenate(probas) if args.proba else None
     if pred.ndim == 2 and pred.shape[1] == 1:  # one output: one plain number per row
         pred = pred[:, 0]
-    write_predictions(args.output, pred, proba if args.proba else None, classes)
+    write_predictions(args.output, pred, proba, classes)
     known = None if classes is None else classes.astype(str)
     if y is not None and pred.ndim == 1 and net.output != "identity" \
             and (known is None or np.isin(y.astype(str), known).all()):
         acc = float(np.mean(pred.astype(str) == y.astype(str)))
         print(f"accuracy: {acc:.4f} ({y.size} labelled rows in {args.data})", file=sys.stderr)
     return 0
+
+
+def _predictions(model, net, X, classes, with_proba):
+    """``(pred, proba or None)`` for the rows ``X`` (ready for the model: scaled and cast)."""
+    import numpy as np
+
+    if model is not net:  # a fitted estimator: its own predict (label encoding included)
+        pred = np.asarray(model.predict(X))
+        return pred, np.asarray(model.predict_proba(X)) if with_proba else None
+    proba = net.predict_proba(X)
+    if net.output == "softmax":
+        idx = proba.argmax(axis=1)
+        pred = classes[idx] if classes is not None else idx
+    else:
+        pred = proba if net.output == "identity" else (proba > 0.5).astype(np.int64)
+    return pred, proba if with_proba else None
 
 
 # --------------------------------------------------------------------------- diagnose
@@ -148,10 +162,12 @@ def _add_diagnose(sub):
                        "labelled data file (collapsed outputs, symmetric, dead or saturated "
                        "units, cancelling, vanishing or exploding gradients).")
     p.add_argument("--model", required=True, metavar="MODEL.npz")
-    p.add_argument("--data", required=True, metavar="PATH", help=".csv, .npz (X, y) or .npy")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help=".csv, .npz (X, y, or a sparse matrix) or .npy")
     p.add_argument("--target", metavar="COLUMN", help="label column of a .csv (default: the "
                    "model's)")
-    p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy")
+    p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy or a sparse "
+                   "X.npz")
     p.add_argument("--batch-size", type=_positive_int, help="your minibatch size (default: all)")
     p.set_defaults(run=_run_diagnose)
 
@@ -171,10 +187,36 @@ def _run_diagnose(args):
     if X.shape[1] != net.layer_sizes[0]:
         raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects "
                        f"{net.layer_sizes[0]}")
+    if is_sparse(X):
+        X, y = _dense_sample(X, y, args.data)
     X = model_inputs(X, arrays, net.params.dtype, args.model, args.data)
     y = label_targets(net, y, info["classes"], args.data)
     print(diagnose(net, X, y, batch_size=args.batch_size))
     return 0
+
+
+#: bytes of dense rows ``fastnn diagnose`` may make of a sparse matrix (its measurements --
+#: spreads, per-unit statistics, per-example gradients -- are made on dense rows)
+DIAGNOSE_BYTES = 512 << 20
+
+
+def _dense_sample(X, y, path):
+    """A random sample of the rows of the sparse ``X`` (and ``y``) as a dense array of at most
+    :data:`DIAGNOSE_BYTES` (and :data:`fastnn.diagnosis.MAX_ROWS` rows, all diagnose uses)."""
+    import numpy as np
+
+    from fastnn.diagnosis import MAX_ROWS, PER_EXAMPLE_ROWS
+
+    n, d = X.shape
+    rows = min(n, MAX_ROWS, DIAGNOSE_BYTES // (8 * d))
+    if rows < min(n, PER_EXAMPLE_ROWS):
+        raise CLIError(f"{path}: {d} features are too many to diagnose: its measurements need "
+                       f"{PER_EXAMPLE_ROWS} dense rows, {PER_EXAMPLE_ROWS * d * 8 / 2 ** 30:.3g} GiB")
+    if rows < n:
+        print(f"fastnn diagnose: a random sample of {rows} of the {n} rows of the sparse "
+              f"{path}, as dense rows", file=sys.stderr)
+    idx = np.sort(np.random.default_rng(0).choice(n, rows, replace=False))
+    return X[idx].toarray(), y[idx]
 
 
 # --------------------------------------------------------------------------- bench
