@@ -122,20 +122,24 @@ def model_inputs(X, arrays, dtype, model_path, data_path, offset=0):
     if not np.isfinite(values).all():
         first = int(np.argwhere(~np.isfinite(values))[0, 0])
         row = int(np.searchsorted(Z.indptr, first, side="right")) - 1 if is_sparse(Z) else first
-        raise CLIError(f"{data_path}: features too large for the model's {np.dtype(dtype).name} "
-                       f"after scaling (|x| > {np.finfo(dtype).max:.3g}; first in row "
-                       f"{offset + row})")
+        scaled = " after scaling" if "x_mean" in arrays or "x_scale" in arrays else ""
+        raise CLIError(f"{data_path}: features too large for the model's {np.dtype(dtype).name}"
+                       f"{scaled} (|x| > {np.finfo(dtype).max:.3g}; first in row {offset + row})")
     return Z
 
 
-def row_blocks(X, arrays, block_bytes=64 << 20):
+#: bytes of the dense float64 blocks :func:`row_blocks` makes of a sparse matrix
+BLOCK_BYTES = 64 << 20
+
+
+def row_blocks(X, arrays):
     """``(offset, rows)`` blocks of ``X`` for :func:`model_inputs`: ``X`` whole, except a sparse
     ``X`` for a model with a feature scaler (standardised rows are dense): dense blocks of at
-    most ``block_bytes``, so no dense copy of the whole matrix is ever made."""
+    most :data:`BLOCK_BYTES` (at least one row), so no dense copy of the whole matrix is made."""
     if not (is_sparse(X) and ("x_mean" in arrays or "x_scale" in arrays)):
         yield 0, X
         return
-    step = max(1, block_bytes // (8 * X.shape[1]))
+    step = max(1, BLOCK_BYTES // (8 * X.shape[1]))
     for i in range(0, X.shape[0], step):
         yield i, X[i:i + step].toarray()
 
@@ -224,12 +228,12 @@ def _sparse_matrix(arrays, path):
     import numpy as np
     import scipy.sparse as sp
 
-    fmt = _array(arrays, "format", path)
-    fmt = fmt.item() if fmt.ndim == 0 and fmt.dtype.kind in "SU" else None
+    raw = _array(arrays, "format", path)
+    fmt = raw.item() if raw.ndim == 0 and raw.dtype.kind in "SU" else raw.tolist()
     fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else fmt
-    if fmt not in _SPARSE_INDICES:
-        raise CLIError(f"{path}: sparse format {fmt!r} is not supported: save a CSR, CSC or COO "
-                       "matrix with scipy.sparse.save_npz")
+    if not isinstance(fmt, str) or fmt not in _SPARSE_INDICES:
+        raise CLIError(f"{path}: sparse format {str(fmt)[:40]!r} is not supported: save a CSR, "
+                       "CSC or COO matrix with scipy.sparse.save_npz")
     keys = ("coords",) if fmt == "coo" and "coords" in arrays.files else _SPARSE_INDICES[fmt]
     missing = [k for k in ("shape", "data", *keys) if k not in arrays.files]
     if missing:
