@@ -30,9 +30,10 @@ def _labels_beside(path):
 
 
 def is_sparse(X):
-    """True for a ``scipy.sparse`` matrix (without importing scipy when nothing else has)."""
-    sparse = sys.modules.get("scipy.sparse")
-    return sparse is not None and sparse.issparse(X)
+    """:func:`fastnn._sparse.is_sparse`, imported when first called (this module stays light)."""
+    from fastnn._sparse import is_sparse as sparse
+
+    return sparse(X)
 
 
 def read_data(path, *, target=None, labels=None, features=None, need_y=True):

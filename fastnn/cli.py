@@ -187,22 +187,23 @@ def _run_diagnose(args):
     if X.shape[1] != net.layer_sizes[0]:
         raise CLIError(f"{args.data}: {X.shape[1]} features, the model expects "
                        f"{net.layer_sizes[0]}")
-    if is_sparse(X):
-        X, y = _dense_sample(X, y, args.data)
+    if is_sparse(X) and ("x_mean" in arrays or "x_scale" in arrays):
+        X, y = _dense_sample(X, y, args.data)  # standardised rows are dense
     X = model_inputs(X, arrays, net.params.dtype, args.model, args.data)
     y = label_targets(net, y, info["classes"], args.data)
     print(diagnose(net, X, y, batch_size=args.batch_size))
     return 0
 
 
-#: bytes of dense rows ``fastnn diagnose`` may make of a sparse matrix (its measurements --
-#: spreads, per-unit statistics, per-example gradients -- are made on dense rows)
+#: bytes of dense rows ``fastnn diagnose`` may make of a sparse matrix for a model that
+#: standardises its features (a sparse matrix is otherwise diagnosed sparse)
 DIAGNOSE_BYTES = 512 << 20
 
 
 def _dense_sample(X, y, path):
     """A random sample of the rows of the sparse ``X`` (and ``y``) as a dense array of at most
-    :data:`DIAGNOSE_BYTES` (and :data:`fastnn.diagnosis.MAX_ROWS` rows, all diagnose uses)."""
+    :data:`DIAGNOSE_BYTES` (and :data:`fastnn.diagnosis.MAX_ROWS` rows, all diagnose uses).
+    Fewer rows than its per-example measurements need raise :class:`CLIError`."""
     import numpy as np
 
     from fastnn.diagnosis import MAX_ROWS, PER_EXAMPLE_ROWS
@@ -210,11 +211,13 @@ def _dense_sample(X, y, path):
     n, d = X.shape
     rows = min(n, MAX_ROWS, DIAGNOSE_BYTES // (8 * d))
     if rows < min(n, PER_EXAMPLE_ROWS):
-        raise CLIError(f"{path}: {d} features are too many to diagnose: its measurements need "
-                       f"{PER_EXAMPLE_ROWS} dense rows, {PER_EXAMPLE_ROWS * d * 8 / 2 ** 30:.3g} GiB")
+        need = PER_EXAMPLE_ROWS * d * 8 / 2 ** 30
+        raise CLIError(f"{path}: {d} features are too many to diagnose with a feature scaler: "
+                       f"its measurements need {PER_EXAMPLE_ROWS} standardised (dense) rows, "
+                       f"{need:.3g} GiB")
     if rows < n:
         print(f"fastnn diagnose: a random sample of {rows} of the {n} rows of the sparse "
-              f"{path}, as dense rows", file=sys.stderr)
+              f"{path}, standardised as dense rows", file=sys.stderr)
     idx = np.sort(np.random.default_rng(0).choice(n, rows, replace=False))
     return X[idx].toarray(), y[idx]
 

@@ -84,7 +84,8 @@ def test_read_data_labels_from_the_option_or_beside(tmp_path):
 
 def test_duplicate_and_unsorted_indices_are_kept_as_scipy_reads_them(tmp_path):
     # row 0: column 2 twice (values add up), columns out of order
-    data, indices, indptr = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2, 0, 2, 1]), np.array([0, 3, 4])
+    data, indices = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2, 0, 2, 1])
+    indptr = np.array([0, 3, 4])
     np.savez(tmp_path / "X_dup.npz", format=np.array(b"csr"), shape=np.array([2, 3]), data=data,
              indices=indices, indptr=indptr)
     np.save(tmp_path / "y_dup.npy", np.array([0, 1]))
@@ -135,9 +136,7 @@ def test_train_on_a_wide_text_like_matrix(tmp_path, capsys):
     assert held_out_accuracy(out) >= 0.9
 
 
-def test_fit_receives_the_matrix_sparse(digits, tmp_path, capsys, monkeypatch):
-    if not os.path.exists(os.path.join(os.path.dirname(_data.__file__), "_sparse.py")):
-        pytest.skip("this fastnn's engine does not read CSR input")
+def test_fit_receives_the_matrix_sparse(digits, capsys, monkeypatch):
     import fastnn
 
     seen = []
@@ -154,6 +153,7 @@ def test_fit_receives_the_matrix_sparse(digits, tmp_path, capsys, monkeypatch):
     assert status == 0, err
     X, (Xv, _) = seen[0]
     assert sp.issparse(X) and sp.issparse(Xv)
+    assert X.dtype == np.float32 and X.shape[1] == 64  # cast to the model's dtype, still CSR
 
 
 # --------------------------------------------------------------------------- scaled models
@@ -202,15 +202,41 @@ def test_overflow_in_a_later_block_names_its_row(digits, tmp_path, capsys, monke
 
 
 # --------------------------------------------------------------------------- diagnose
-def test_diagnose_densifies_a_bounded_sample(digits, tmp_path, capsys, monkeypatch):
+def test_diagnose_takes_the_sparse_matrix(digits, tmp_path, capsys, monkeypatch):
     d, _, _ = digits
     model = tmp_path / "m.npz"
     status, _, err = main(capsys, "train", "--data", d / "X_digits.npz", "--epochs", "2",
                           "--save", model, "--quiet")
     assert status == 0, err
+    seen = []
+    real = cli.model_inputs
+
+    def spy(*args):
+        seen.append(real(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(cli, "model_inputs", spy)
     status, out, err = main(capsys, "diagnose", "--model", model, "--data", d / "X_digits.npz")
     assert status == 0, err
+    assert sp.issparse(seen[0]) and seen[0].shape == (1797, 64)  # passed on as it is
     assert "on 1797 rows" in out.replace("\n  ", " ") and err == ""
+    assert "fastnn.diagnose" in out and "Loss" in out
+
+
+def test_diagnose_of_a_scaled_model_densifies_a_bounded_sample(digits, tmp_path, capsys,
+                                                               monkeypatch):
+    d, _, _ = digits
+    model = tmp_path / "scaled.npz"
+    status, _, err = main(capsys, "train", "--data", d / "X_dense.npy", "--epochs", "2",
+                          "--save", model, "--quiet")
+    assert status == 0, err
+    status, dense_out, err = main(capsys, "diagnose", "--model", model, "--data",
+                                  d / "X_dense.npy")
+    assert status == 0, err
+    status, out, err = main(capsys, "diagnose", "--model", model, "--data", d / "X_digits.npz",
+                            "--labels", d / "y_dense.npy")
+    assert status == 0, err
+    assert out == dense_out and err == ""  # under the byte bound: every row, the same result
     monkeypatch.setattr(cli, "DIAGNOSE_BYTES", 8 * 64 * 300)
     status, out, err = main(capsys, "diagnose", "--model", model, "--data", d / "X_digits.npz")
     assert status == 0, err
@@ -218,7 +244,7 @@ def test_diagnose_densifies_a_bounded_sample(digits, tmp_path, capsys, monkeypat
     assert "a random sample of 300 of the 1797 rows" in err
     monkeypatch.setattr(cli, "DIAGNOSE_BYTES", 8 * 64 * 10)  # fewer rows than it measures
     status, out, err = main(capsys, "diagnose", "--model", model, "--data", d / "X_digits.npz")
-    assert status == 1 and "64 features are too many to diagnose" in err
+    assert status == 1 and "64 features are too many to diagnose with a feature scaler" in err
 
 
 # --------------------------------------------------------------------------- bad files
@@ -241,9 +267,11 @@ BAD = {
     "noindptr": (_with(indptr=None), ["a csr matrix needs", "missing: indptr"]),
     "outside": (_with(indices=np.array([0, 2, 1, 4])), ["'indices' holds indices outside [0, 4)"]),
     "negative": (_with(indices=np.array([0, -1, 1, 3])), ["outside [0, 4)"]),
-    "shortidx": (_with(indices=np.array([0, 2, 1])), ["'indices' must have one entry per value (4)"]),
+    "shortidx": (_with(indices=np.array([0, 2, 1])),
+                 ["'indices' must have one entry per value (4)"]),
     "floatidx": (_with(indices=np.array([0.0, 2, 1, 3])), ["'indices' must hold integers"]),
-    "falling": (_with(indptr=np.array([0, 2, 1, 4])), ["'indptr' must rise from 0 to 4 (the number of values) in 4 entries"]),
+    "falling": (_with(indptr=np.array([0, 2, 1, 4])),
+                ["'indptr' must rise from 0 to 4 (the number of values) in 4 entries"]),
     "shortptr": (_with(indptr=np.array([0, 2, 4])), ["'indptr' must rise"]),
     "endptr": (_with(indptr=np.array([0, 2, 2, 3])), ["'indptr' must rise from 0 to 4"]),
     "shape3": (_with(shape=np.array([3, 4, 1])), ["'shape' must hold two integers >= 0"]),
@@ -257,7 +285,8 @@ BAD = {
     "pickled": (_with(data=np.array([1.0, "x", None, 2], dtype=object)),
                 ["cannot read array 'data'", "allow_pickle"]),
     "coorow": (dict(format=np.array(b"coo"), shape=np.array([3, 4]), data=np.ones(2),
-                    row=np.array([0, 3]), col=np.array([1, 1])), ["'row' holds indices outside [0, 3)"]),
+                    row=np.array([0, 3]), col=np.array([1, 1])),
+               ["'row' holds indices outside [0, 3)"]),
     "coords": (dict(format=np.array(b"coo"), shape=np.array([3, 4]), data=np.ones(2),
                     coords=np.array([0, 1])), ["'coords' must have shape (2, nnz)"]),
 }
