@@ -2,8 +2,8 @@
 
 Reads the data (scikit-learn's digits by default), splits off held-out and validation rows,
 standardises dense features with the training part's statistics (sparse features are used as
-they are and stay sparse), trains a softmax MLP with :func:`fastnn.fit` and reports; errors a user can fix end as :class:`fastnn._data.CLIError`
-(one line on stderr, exit 1).
+they are and stay sparse), trains a softmax MLP with :func:`fastnn.fit` and reports; errors a
+user can fix end as :class:`fastnn._data.CLIError` (one line on stderr, exit 1).
 """
 from __future__ import annotations
 

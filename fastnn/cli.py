@@ -31,7 +31,7 @@ def _add_train(sub):
                        description="Train an MLP classifier and report held-out accuracy. "
                        "Without --data it trains on scikit-learn's digits (8x8 images, 10 classes).")
     p.add_argument("--data", metavar="PATH", help=".csv (with --target), .npz (X, y), .npy, or "
-                   "a sparse matrix .npz (scipy.sparse.save_npz) with --labels")
+                   "a sparse matrix .npz (scipy.sparse.save_npz; labels as for .npy)")
     p.add_argument("--target", metavar="COLUMN", help="label column of a .csv file")
     p.add_argument("--labels", metavar="PATH", help="labels .npy for --data X.npy or a sparse "
                    "X.npz (default: y.npy beside it, or the name with the leading X replaced by "
