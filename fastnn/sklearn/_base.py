@@ -101,7 +101,8 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Sparse input is densified (in the network's dtype) for training.
+            Sparse input (CSR; CSC and COO converted once) is never densified: the first
+            layer reads its non-zeros in place (see docs/sklearn.md).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels / indicator matrix (classifier) or real targets (regressor).
         sample_weight : array-like of shape (n_samples,), default=None
