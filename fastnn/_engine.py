@@ -126,8 +126,8 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     sparse = isinstance(X, CSR)
     if sparse:  # read in place (a read-only memory map too: its own compiled version)
         X = X.arrays
-    elif not X.flags.writeable:
-        X = X.copy()
+    else:  # the kernels take dense rows flat (a view)
+        X = (X if X.flags.writeable else X.copy()).reshape(-1)
     orders = np.ascontiguousarray(orders, dtype=np.int64)
     n_epochs, m = orders.shape
     batch_size = int(min(batch_size, max(1, m)))

@@ -230,7 +230,7 @@ class Network:
             chunk = self._chunk(n)
             ws = np.empty(_k.workspace_size(self.layer_sizes, chunk, True), dtype=self.dtype)
             out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
-            _k.forward(X.arrays, self.tables, out_kind, self.params, ws, chunk, out)
+            _k.forward(X.arrays, self.tables, out_kind, self.params, ws, chunk, out.reshape(-1))
             return out
         if stream.is_out_of_core(X):  # a memmap: read block by block into one buffer
             return stream.forward(self, X, fn=lambda block: self._outputs(block, out_kind))
@@ -252,7 +252,8 @@ class Network:
                     xi = np.array(X[i:i + step], dtype=self.dtype, order="C")
             if not all_finite(xi):  # NaN in would give a confident class 0 out
                 raise ValueError(non_finite_message(X[i:i + step], xi, i, self.dtype))
-            _k.forward(xi, self.tables, out_kind, self.params, ws, chunk, out[i:i + step])
+            _k.forward(xi.reshape(-1), self.tables, out_kind, self.params, ws, chunk,
+                       out[i:i + step].reshape(-1))
         return out
 
     def _chunk(self, n):
@@ -280,7 +281,8 @@ class Network:
         else:
             src = check_input(X, self.layer_sizes[0])
             with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-                a = x = np.array(src, dtype=self.dtype, order="C")
+                a = np.array(src, dtype=self.dtype, order="C")
+            x = a.reshape(-1)  # (the kernels take dense rows flat)
             if not all_finite(a):
                 raise ValueError(non_finite_message(src, a, 0, self.dtype))
         n = a.shape[0]
@@ -290,7 +292,7 @@ class Network:
             prefix = (sizes[:l + 2], w_off[:l + 1], b_off[:l + 1], codes[:l + 1])
             ws = np.empty(_k.workspace_size(prefix[0], max(n, 1), sparse), dtype=self.dtype)
             h = np.empty((n, self.layer_sizes[l + 1]), dtype=self.dtype)
-            _k.forward(x, prefix, _k.OUT_IDENTITY, self.params, ws, max(n, 1), h)
+            _k.forward(x, prefix, _k.OUT_IDENTITY, self.params, ws, max(n, 1), h.reshape(-1))
             outs.append(h)
         outs.append(self.forward(a))
         return outs
@@ -353,8 +355,9 @@ class Network:
         sparse = isinstance(X, CSR)
         # per call: it grows with n, so it is not kept on the network after the call
         ws = np.empty(_k.workspace_size(self.layer_sizes, X.shape[0], sparse), dtype=self.dtype)
-        return _k.loss_grad((X.arrays if sparse else X, targets, sw), loss_marker(kind, targets),
-                            self.tables, self.params, float(alpha), ws, grad)
+        return _k.loss_grad((X.arrays if sparse else X.reshape(-1), targets, sw),
+                            loss_marker(kind, targets), self.tables, self.params, float(alpha),
+                            ws, grad)
 
     # ------------------------------------------------------------------ misc
     def copy(self):

@@ -39,12 +39,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba.extending import overload
+
 from fastnn._jit import jit
 from fastnn.kernels._blas import gemm_flat
 from fastnn.kernels._cpu import FTZ_DAZ, blas_threads, fp_mode, set_blas_threads, set_fp_mode
 from fastnn.kernels._math import like
 from fastnn.kernels.activations import activation_grad, bias_activation, logistic
-from fastnn.kernels.inputs import batch, first_grad, first_product, input_block, is_sparse
+from fastnn.kernels.inputs import (
+    batch, first_grad, first_product, input_block, is_sparse, row_order,
+)
 from fastnn.kernels.inputs import rows as rows_of
 from fastnn.kernels.rules import (  # noqa: F401  (re-exported: the engine's public names)
     ADAPTIVE, CONSTANT, INVSCALING, LOSS_ROWS, OUT_IDENTITY, OUT_POISSON, OUT_SIGMOID,
@@ -108,15 +112,18 @@ def _weight_sum(sw, order, i0, rows):
 
 
 @jit(**_INTERNAL)
-def _update_rows(kind, hp, step, params, grad, s1, s2, lo, hi, width, c):
-    """The optimizer step on ``params[lo:hi]`` from ``grad + c params`` (the L2 term), a block
-    of rows at a time so that each element crosses memory once; the gradient is zeroed behind
-    (a sparse first layer scatters only the rows its batch touches into it).  Returns
-    ``sum params²`` before the step (for the reported L2 loss) when ``c > 0``."""
-    block = max(1, 8192 // width) * width
+def _update_rows(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2, wo, bo, c):
+    """The optimizer step on a sparse first layer (``W = params[wo:bo]``, its bias after it)
+    from ``grad + c W`` (the L2 term): the batch's gradient is scattered onto the rows of
+    ``grad``, which are zero between steps; ``W`` is then updated a block of rows at a time, so
+    that each element crosses memory once, and the gradient is zeroed behind.  Returns
+    ``sum W²`` before the step (for the reported L2 loss) when ``c > 0``."""
+    d_in = (bo - wo) // d_out
+    first_grad(inp, rows, d_in, d_out, ws, do, 1.0, 1.0, grad, wo)
+    block = max(1, 8192 // d_out) * d_out
     sq = 0.0
-    for b0 in range(lo, hi, block):
-        b1 = min(hi, b0 + block)
+    for b0 in range(wo, bo, block):
+        b1 = min(bo, b0 + block)
         w, g = params[b0:b1], grad[b0:b1]
         if c > 0.0:
             cc = like(c, g)
@@ -126,7 +133,30 @@ def _update_rows(kind, hp, step, params, grad, s1, s2, lo, hi, width, c):
         _update(kind, hp, step, w, g, s1[b0:b1] if s1.shape[0] > 0 else s1,
                 s2[b0:b1] if s2.shape[0] > 0 else s2)
         g[:] = 0.0
+    hi = bo + d_out
+    _update(kind, hp, step, params[bo:hi], grad[bo:hi], s1[bo:hi] if s1.shape[0] > 0 else s1,
+            s2[bo:hi] if s2.shape[0] > 0 else s2)
     return sq
+
+
+def _sparse_update(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2, wo, bo, c):
+    """:func:`_update_rows` for a sparse input; nothing (never called) for a dense one, so a
+    dense fit does not compile it."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_sparse_update, inline="always")
+def _sparse_update_ov(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2, wo, bo,
+                      c):
+    if len(inp) == 2:
+        def dense(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2, wo, bo, c):
+            return 0.0
+        return dense
+
+    def sparse(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2, wo, bo, c):
+        return _update_rows(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2, wo,
+                            bo, c)
+    return sparse
 
 
 @jit(**_INTERNAL)
@@ -184,12 +214,9 @@ def _backward(inp, rows, tables, params, grad, ws, cap, alpha, wsum, update, opt
             step_b = like(lr, b)
             for j in range(d_out):
                 b[j] -= step_b * db[j]
-        elif by_rows:  # dW's rows are zero between steps: scatter onto them, update, re-zero
-            first_grad(inp, rows, d_in, d_out, ws, do, 1.0, 1.0, grad, wo)
-            sq += _update_rows(kind, hp, step, params, grad, s1, s2, wo, bo, d_out, c)
-            hi = bo + d_out
-            _update(kind, hp, step, params[bo:hi], grad[bo:hi],
-                    s1[bo:hi] if s1.shape[0] > 0 else s1, s2[bo:hi] if s2.shape[0] > 0 else s2)
+        elif by_rows:
+            sq += _sparse_update(inp, rows, d_out, ws, do, kind, hp, step, params, grad, s1, s2,
+                                 wo, bo, c)
         else:
             if l == 0:
                 first_grad(inp, rows, d_in, d_out, ws, do, 1.0, 0.0, grad, wo)
@@ -217,9 +244,10 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
 
     Parameters
     ----------
-    data : (x, targets, sw) — ``x`` float[n, d] C-contiguous or a CSR matrix ``(data,
-        indices, starts, ends)`` (:mod:`fastnn.kernels.inputs`); ``targets`` int64[n] class
-        labels (softmax) or float[n, k]; ``sw`` float[n] sample weights or float[0].
+    data : (x, targets, sw) — ``x`` dense rows as a flat ``float[n * d]`` (a C-contiguous
+        ``float[n, d]`` reshaped) or a CSR matrix ``(data, indices, starts, ends)``
+        (:mod:`fastnn.kernels.inputs`); ``targets`` int64[n] class labels (softmax) or
+        float[n, k]; ``sw`` float[n] sample weights or float[0].
     loss : the output loss's marker (:func:`loss_marker`).
     tables, params : the network (module docstring).
     alpha : float — L2 coefficient.
@@ -234,7 +262,7 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
     order = np.arange(n)
     wsum = _weight_sum(data[2], order, 0, n)
     zero = np.int64(0)
-    inp = rows_of(data[0], order, zero)
+    inp = rows_of(data[0], order, zero, sizes[0])
     zo = _fwd(inp, n, tables, params, ws, n)
     h_total = 0
     for l in range(1, sizes.shape[0]):
@@ -253,19 +281,19 @@ def loss_grad(data, loss, tables, params, alpha, ws, grad):
 def forward(x, tables, out_kind, params, ws, chunk, out):
     """Output values of the network, ``chunk`` rows at a time (bounded memory).
 
-    ``x : float[n, d]`` C-contiguous or a CSR matrix (as :func:`loss_grad`);
-    ``ws : float[workspace_size(sizes, chunk, sparse)]``; ``out : float[n, k]`` gets
-    probabilities (softmax / sigmoid) or values (identity: also the logits of any network)."""
+    ``x`` : rows as :func:`loss_grad` takes them; ``ws :
+    float[workspace_size(sizes, chunk, sparse)]``; ``out : float[n * k]`` (a C-contiguous
+    ``float[n, k]`` reshaped) gets probabilities (softmax / sigmoid) or values (identity: also
+    the logits of any network)."""
     sizes = tables[0]
     k = sizes[-1]
-    n = out.shape[0]
-    flat_out = out.ravel()
-    order = np.arange(n)
+    n = out.shape[0] // k
+    order = row_order(x, n, sizes)
     for c0 in range(0, n, chunk):
         rows = min(chunk, n - c0)
-        zo = _fwd(rows_of(x, order, np.int64(c0)), rows, tables, params, ws, chunk)
+        zo = _fwd(rows_of(x, order, np.int64(c0), sizes[0]), rows, tables, params, ws, chunk)
         for i in range(rows):
-            o = flat_out[(c0 + i) * k:(c0 + i + 1) * k]
+            o = out[(c0 + i) * k:(c0 + i + 1) * k]
             z = ws[zo + i * k:zo + (i + 1) * k]
             if out_kind == OUT_SOFTMAX:
                 _softmax_row(z, o)
@@ -366,7 +394,7 @@ def train_epochs(data, loss, orders, batch_size, tables, params, grad, opt, step
             wsum = _weight_sum(sw, order, i0, rows)
             if wsum == 0.0:
                 continue
-            inp = batch(x, ws, order, np.int64(i0), rows)
+            inp = batch(x, ws, order, np.int64(i0), rows, sizes[0])
             zo = _fwd(inp, rows, tables, params, ws, batch_size)
             value = _loss(loss, ws, zo, zo + batch_size * h_total, rows, k, tgt, sw, order, i0,
                           wsum)

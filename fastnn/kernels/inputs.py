@@ -1,11 +1,14 @@
 """The engine's input: a dense block of rows, or the rows of a CSR matrix read in place.
 
 The first layer is the only one that touches the input.  :mod:`fastnn.kernels.engine` reaches
-it through three functions that are selected at compile time by the *type* of the input, so a
-dense fit never compiles the sparse code and vice versa:
+it through the functions below, selected at compile time by the *type* of the input, so a dense
+fit never compiles the sparse code and vice versa.  The smallest are inlined into their
+callers at numba's IR level (``inline="always"``): a separate compile would cost more than the
+code it holds.
 
 ``x`` (the ``data[0]`` of the engine's entry points)
-    a dense C-contiguous ``float[n, d]``, or a CSR matrix as the tuple ``(data, indices,
+    dense rows as one flat C-contiguous ``float[n * d]`` (a C-contiguous ``float[n, d]``
+    reshaped: a view), or a CSR matrix as the tuple ``(data, indices,
     starts, ends)``: row ``r`` holds the non-zeros ``starts[r]:ends[r]`` of ``data``
     (``float``, the network's dtype) and ``indices`` (``int32/int64``).  A whole CSR matrix
     passes ``indptr[:-1]`` and ``indptr[1:]``; a subset of its rows (a validation split)
@@ -33,7 +36,8 @@ from numba.extending import overload
 
 from fastnn.kernels._blas import gemm_flat
 
-__all__ = ["is_sparse", "input_block", "batch", "rows", "first_product", "first_grad"]
+__all__ = ["is_sparse", "input_block", "batch", "row_order", "rows", "first_product",
+           "first_grad"]
 
 
 def _sparse_type(x):
@@ -46,7 +50,7 @@ def is_sparse(x):
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(is_sparse)
+@overload(is_sparse, inline="always")
 def _is_sparse_ov(x):
     sparse = _sparse_type(x)
     return lambda x: sparse
@@ -58,44 +62,58 @@ def input_block(x, cap, d):
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(input_block)
+@overload(input_block, inline="always")
 def _input_block_ov(x, cap, d):
     if _sparse_type(x):
         return lambda x, cap, d: 0 * cap
     return lambda x, cap, d: cap * d
 
 
-def batch(x, ws, order, i0, n_rows):
+def batch(x, ws, order, i0, n_rows, d):
     """The minibatch ``order[i0:i0 + n_rows]`` as an ``inp``: dense rows are gathered into the
     workspace's input block (``ws[0:]``); CSR rows are read in place."""
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(batch)
-def _batch_ov(x, ws, order, i0, n_rows):
+@overload(batch, inline="always")
+def _batch_ov(x, ws, order, i0, n_rows, d):
     if _sparse_type(x):
-        return lambda x, ws, order, i0, n_rows: (x[0], x[1], x[2], x[3], order, i0)
+        return lambda x, ws, order, i0, n_rows, d: (x[0], x[1], x[2], x[3], order, i0)
 
-    def gather(x, ws, order, i0, n_rows):
-        d = x.shape[1]
+    def gather(x, ws, order, i0, n_rows, d):
         for r in range(n_rows):
-            src, dst = x[order[i0 + r]], ws[r * d:(r + 1) * d]
+            o = order[i0 + r] * d
+            src, dst = x[o:o + d], ws[r * d:(r + 1) * d]
             for j in range(d):
                 dst[j] = src[j]
         return ws, i0 * 0
     return gather
 
 
-def rows(x, order, i0):
+def row_order(x, n, ints):
+    """The ``order`` of :func:`rows` for ``n`` rows: ``arange(n)`` for CSR; for a dense input,
+    which does not read it, an empty view of the ``int64`` array ``ints`` (nothing to compile
+    or allocate)."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(row_order, inline="always")
+def _row_order_ov(x, n, ints):
+    if _sparse_type(x):
+        return lambda x, n, ints: np.arange(n)
+    return lambda x, n, ints: ints[0:0]
+
+
+def rows(x, order, i0, d):
     """Rows ``i0, i0 + 1, ...`` of ``x`` as an ``inp`` (``order``: ``arange(n)``, used by CSR)."""
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(rows)
-def _rows_ov(x, order, i0):
+@overload(rows, inline="always")
+def _rows_ov(x, order, i0, d):
     if _sparse_type(x):
-        return lambda x, order, i0: (x[0], x[1], x[2], x[3], order, i0)
-    return lambda x, order, i0: (x.ravel(), i0 * x.shape[1])
+        return lambda x, order, i0, d: (x[0], x[1], x[2], x[3], order, i0)
+    return lambda x, order, i0, d: (x, i0 * d)
 
 
 def first_product(inp, n_rows, d_in, d_out, params, wo, ws, ao):
