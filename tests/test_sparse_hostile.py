@@ -1,0 +1,91 @@
+"""Malformed sparse matrices of every format are refused with a ValueError naming the argument,
+before anything reads or writes by their index arrays.
+
+scipy's constructors check little (an index array can be replaced after construction), and its
+compiled conversions to CSR (from CSC, COO and BSR) index their output by the input's indices
+without bounds checks: a malformed matrix handed to them writes outside the arrays and crashes
+the process.  Each case therefore runs in a child process, so that a crash is a failed test
+rather than the end of the test run.
+"""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastnn
+from fastnn._sparse import as_csr
+
+from test_sparse import make_net, sparse_problem
+
+#: statements that make ``M`` from ``X`` (a valid 6 x 10 CSR matrix): each is malformed
+MALFORMED = {
+    "csc_row_index_out_of_range": "M = X.tocsc(); M.indices = M.indices.copy(); "
+                                  "M.indices[0] = 10**7",
+    "csc_negative_row_index": "M = X.tocsc(); M.indices = M.indices.copy(); M.indices[0] = -5",
+    "csc_indptr_past_the_arrays": "M = X.tocsc(); M.indptr = M.indptr.copy(); "
+                                  "M.indptr[-1] = 10**7",
+    "csc_indptr_decreasing": "M = X.tocsc(); M.indptr = M.indptr.copy(); M.indptr[3] = 10**6",
+    "csc_indptr_too_short": "M = X.tocsc(); M.indptr = M.indptr[:-2].copy()",
+    "csc_indptr_not_from_zero": "M = X.tocsc(); M.indptr = M.indptr.copy(); M.indptr[0] = 1",
+    "coo_row_out_of_range": "M = X.tocoo(); M.row = M.row.copy(); M.row[0] = 10**7",
+    "coo_negative_row": "M = X.tocoo(); M.row = M.row.copy(); M.row[0] = -10**7",
+    "coo_col_out_of_range": "M = X.tocoo(); M.col = M.col.copy(); M.col[0] = 10**7",
+    "coo_index_arrays_shorter_than_data": "M = X.tocoo(); M.row = M.row[:-1].copy(); "
+                                          "M.col = M.col[:-1].copy()",
+    "bsr_indptr_past_the_arrays": "M = X.tobsr(blocksize=(2, 2)); M.indptr = M.indptr.copy(); "
+                                  "M.indptr[-1] = 10**7",
+    "bsr_block_index_out_of_range": "M = X.tobsr(blocksize=(2, 2)); "
+                                    "M.indices = M.indices.copy(); M.indices[0] = 10**7",
+}
+
+CHILD = """
+import numpy as np, scipy.sparse as sp
+from fastnn._sparse import as_csr
+X = sp.random(6, 10, density=0.4, format="csr", random_state=0)
+{make}
+try:
+    as_csr(M, 10, np.float64, name="X_train")
+    print("ACCEPTED")
+except ValueError as exc:
+    print("ValueError:", exc)
+"""
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_matrix_of_another_format_raises_before_scipy_converts_it(case):
+    code = textwrap.dedent(CHILD).format(make=MALFORMED[case])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, f"the child process died (signal {-run.returncode})"
+    assert run.stdout.startswith("ValueError: X_train"), run.stdout + run.stderr
+
+
+def test_the_checked_conversions_still_give_scipys_csr():
+    """Valid CSC, COO (with duplicates) and BSR/DIA/LIL/DOK matrices give scipy's own CSR."""
+    X, _ = sparse_problem(n=30, d=40, density=0.2)
+    coo = X.tocoo()
+    dup = sp.coo_matrix((np.r_[coo.data, coo.data[:5]], (np.r_[coo.row, coo.row[:5]],
+                                                         np.r_[coo.col, coo.col[:5]])),
+                        shape=X.shape)
+    for M in (X.tocsc(), coo, dup, X.tobsr(blocksize=(2, 2)), X.todia(), X.tolil(),
+              X.todok()):
+        got = as_csr(M, 40, np.float64).to_scipy()
+        np.testing.assert_array_equal(got.toarray(), M.toarray())
+
+
+@pytest.mark.parametrize("shape", [(-1, 1), (1, -1)])
+def test_two_dimensional_data_raises_naming_x(shape):
+    """A CSR whose ``data`` is 2-D (e.g. a column vector) was accepted and failed inside the
+    compiled kernels with a numba typing error."""
+    X, y = sparse_problem(n=20, d=30)
+    bad = X.copy()
+    bad.data = bad.data.reshape(shape)
+    net = make_net(sizes=(30, 4, 3))
+    for call in (lambda: net.forward(bad), lambda: net.loss_and_grad(bad, y),
+                 lambda: fastnn.fit(net, bad, y, epochs=1, batch_size=4,
+                                    optimizer=fastnn.SGD(0.1))):
+        with pytest.raises(ValueError, match=r"^X: its values \(data\) must be a 1-D array"):
+            call()
