@@ -89,3 +89,22 @@ def test_two_dimensional_data_raises_naming_x(shape):
                                     optimizer=fastnn.SGD(0.1))):
         with pytest.raises(ValueError, match=r"^X: its values \(data\) must be a 1-D array"):
             call()
+
+
+def test_run_epoch_takes_the_prepared_sparse_input_and_refuses_a_scipy_matrix():
+    """run_epoch documents a TypeError for an input not in the engine's form; a scipy.sparse
+    matrix raised AttributeError ('csr_matrix' object has no attribute 'flags')."""
+    from fastnn.train import prepare_inputs, run_epoch
+
+    X, y = sparse_problem(n=40, d=30)
+    net = make_net(sizes=(30, 4, 3))
+    with pytest.raises(TypeError, match=r"^X must be .*prepare_inputs.*csr_matrix"):
+        run_epoch(net, X, y, fastnn.SGD(0.1), batch_size=8, order=np.arange(40))
+    dense = net.copy()
+    order = np.random.default_rng(0).permutation(40)
+    Xp, t, _ = prepare_inputs(net, X, y, None, 0.0)
+    Xd, td, _ = prepare_inputs(dense, X.toarray(), y, None, 0.0)
+    a = run_epoch(net, Xp, t, fastnn.Adam(0.01), batch_size=8, order=order)
+    b = run_epoch(dense, Xd, td, fastnn.Adam(0.01), batch_size=8, order=order)
+    assert a == pytest.approx(b, rel=1e-12)
+    np.testing.assert_allclose(net.params, dense.params, rtol=1e-10, atol=1e-12)
