@@ -1,8 +1,9 @@
 """Sparse input: a scipy.sparse matrix validated once into :class:`CSR`, the form the engine
 reads in place (:mod:`fastnn.kernels.inputs`).
 
-Memory stays bounded by the non-zeros: a CSR matrix's arrays are used as they are (no copy when
-the values already have the network's dtype, memory-mapped arrays included), CSC and COO are
+Memory stays bounded by the non-zeros: a CSR matrix's value and index arrays are used as they
+are (no copy when the values already have the network's dtype, memory-mapped arrays included;
+only the row pointers, one integer per row, are copied), CSC and COO are
 converted to CSR once, and nothing ever densifies ``X``.  scipy itself is imported only by
 :meth:`CSR.to_scipy`: the checks here read the arrays that a sparse matrix carries.
 """
@@ -18,7 +19,8 @@ _CHUNK = 1 << 20
 
 class CSR:
     """A validated CSR matrix, or a subset of its rows: row ``r`` holds the non-zeros
-    ``starts[r]:ends[r]`` of ``data`` (the network's dtype) and ``indices`` (int32 or int64).
+    ``starts[r]:ends[r]`` of ``data`` (the network's dtype) and ``indices`` (int32 or int64);
+    ``starts`` and ``ends`` are fastnn's own arrays, ``data`` and ``indices`` may be the user's.
     Indices lie in ``[0, shape[1])`` and the values are finite; duplicates (summed) and
     unsorted indices are allowed.  Selecting rows (``X[rows]``: a validation split, a sample)
     shares ``data`` and ``indices`` and copies only the row bounds.
@@ -110,7 +112,10 @@ def as_csr(X, n_features, dtype, name="X"):
         X = _to_csr(X, name)
     data = _value_array(X.data, name)
     indices = _index_array(X.indices, name, "indices")
-    indptr = _index_array(X.indptr, name, "indptr")
+    # the row bounds are a copy (n + 1 integers, never the size of the non-zeros): changing
+    # X.indptr while fastnn reads X (a fit callback, another thread) cannot move them outside
+    # the arrays they were checked against
+    indptr = np.array(_index_array(X.indptr, name, "indptr"))
     lo, hi = _check_compressed(indptr, indices, data, n, d, name, "column")
     if data.dtype != dtype:
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below

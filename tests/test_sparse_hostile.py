@@ -108,3 +108,32 @@ def test_run_epoch_takes_the_prepared_sparse_input_and_refuses_a_scipy_matrix():
     b = run_epoch(dense, Xd, td, fastnn.Adam(0.01), batch_size=8, order=order)
     assert a == pytest.approx(b, rel=1e-12)
     np.testing.assert_allclose(net.params, dense.params, rtol=1e-10, atol=1e-12)
+
+
+MUTATE_IN_CALLBACK = """
+import numpy as np, scipy.sparse as sp, fastnn
+X = sp.random(200, 50, density=0.2, format="csr", random_state=0)
+y = np.random.default_rng(0).integers(0, 3, 200)
+def train(callbacks):
+    net = fastnn.Network([50, 8, 3], output="softmax", seed=0)
+    fastnn.fit(net, X, y, epochs=3, batch_size=16, optimizer=fastnn.SGD(0.1), seed=0,
+               callbacks=callbacks)
+    return net.params
+indptr = X.indptr.copy()
+def mutate(epoch, history):  # row pointers far outside the arrays, from the second epoch on
+    X.indptr[1:] = 2**31 - 1
+changed = train([mutate])
+X.indptr[:] = indptr
+print("SAME" if np.array_equal(changed, train([])) else "DIFFERENT")
+"""
+
+
+def test_changing_indptr_during_fit_cannot_move_the_rows_outside_the_arrays():
+    """The kernels read the row bounds of the validated matrix; when they were views of the
+    user's ``X.indptr``, a callback (or another thread) that changed it made the next epoch
+    read far outside ``data`` and ``indices`` (a crash).  They are fastnn's own copy: the fit
+    goes on with the rows it validated."""
+    run = subprocess.run([sys.executable, "-c", MUTATE_IN_CALLBACK], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, f"the child process died (signal {-run.returncode})"
+    assert run.stdout.strip() == "SAME", run.stdout + run.stderr
