@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CSR", "is_sparse", "as_csr"]
+__all__ = ["CSR", "is_sparse", "as_csr", "checked_csr"]
 
 #: values checked for finiteness per slice of ``data`` (bounds the check's temporaries)
 _CHUNK = 1 << 20
@@ -109,7 +109,7 @@ def as_csr(X, n_features, dtype, name="X"):
     if d != n_features:
         raise ValueError(f"{name} has {d} features but the network expects {n_features}")
     if X.format != "csr":
-        X = _to_csr(X, name)
+        X = checked_csr(X, name)
     data = _value_array(X.data, name)
     indices = _index_array(X.indices, name, "indices")
     # the row bounds are a copy (n + 1 integers, never the size of the non-zeros): changing
@@ -150,10 +150,11 @@ def _check_compressed(indptr, indices, data, n_major, n_minor, name, what):
     return lo, hi
 
 
-def _to_csr(X, name):
-    """A sparse matrix of another format as CSR, checked before scipy converts it: scipy's
-    compiled conversions (CSC and COO to CSR, BSR to CSR) index their output by the input's
-    index arrays without bounds checks, so a malformed matrix would write outside them."""
+def checked_csr(X, name="X"):
+    """A 2-D scipy.sparse matrix of a format other than CSR as a scipy CSR matrix, its index
+    arrays checked before scipy converts it: scipy's compiled conversions (CSC and COO to CSR,
+    BSR to CSR) index their output by the input's index arrays without bounds checks, so a
+    malformed matrix would write outside them.  Raises ``ValueError`` naming ``name``."""
     n, d = X.shape
     if X.format == "csc":
         indices = _index_array(X.indices, name, "indices")

@@ -59,7 +59,7 @@ def test_malformed_matrix_of_another_format_raises_before_scipy_converts_it(case
     code = textwrap.dedent(CHILD).format(make=MALFORMED[case])
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
-    assert run.returncode == 0, f"the child process died (signal {-run.returncode})"
+    assert run.returncode == 0, f"the child process failed ({run.returncode}): {run.stderr}"
     assert run.stdout.startswith("ValueError: X_train"), run.stdout + run.stderr
 
 
@@ -135,5 +135,56 @@ def test_changing_indptr_during_fit_cannot_move_the_rows_outside_the_arrays():
     goes on with the rows it validated."""
     run = subprocess.run([sys.executable, "-c", MUTATE_IN_CALLBACK], capture_output=True,
                          text=True, timeout=300)
-    assert run.returncode == 0, f"the child process died (signal {-run.returncode})"
+    assert run.returncode == 0, f"the child process failed ({run.returncode}): {run.stderr}"
     assert run.stdout.strip() == "SAME", run.stdout + run.stderr
+
+
+ESTIMATOR_CHILD = """
+import warnings
+import numpy as np, scipy.sparse as sp, fastnn
+warnings.simplefilter("ignore")
+X = sp.random(30, 10, density=0.4, format="csr", random_state=0)
+y = np.arange(30) % 2
+est = fastnn.{cls}(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+M = X.{to}()
+{mutate}
+for name, call in (("fit", lambda: fastnn.{cls}(hidden_layer_sizes=(4,), max_iter=2).fit(M, y)),
+                   ("partial_fit", lambda: est.partial_fit(M, y)),
+                   ("predict", lambda: est.predict(M)), ("score", lambda: est.score(M, y))):
+    try:
+        call()
+        print(name, "ACCEPTED")
+    except ValueError as exc:
+        print(name, "ValueError:", str(exc)[:60])
+"""
+BAD_FOR_ESTIMATORS = {
+    "coo_row": ("tocoo", "M.row = M.row.copy(); M.row[0] = 10**7"),
+    "coo_col": ("tocoo", "M.col = M.col.copy(); M.col[0] = -3"),
+    "bsr_indptr": ("tobsr", "M.indptr = M.indptr.copy(); M.indptr[-1] = 10**7"),
+}
+
+
+@pytest.mark.parametrize("cls", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("case", list(BAD_FOR_ESTIMATORS))
+def test_estimators_check_other_formats_before_scikit_learn_converts_them(cls, case):
+    """validate_data(accept_sparse=["csr", "csc"]) converts a COO or BSR matrix with scipy's
+    unchecked compiled conversion: the estimators check it first."""
+    to, mutate = BAD_FOR_ESTIMATORS[case]
+    code = ESTIMATOR_CHILD.format(cls=cls, to=to, mutate=mutate)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, f"the child process failed ({run.returncode}): {run.stderr}"
+    lines = run.stdout.splitlines()
+    assert len(lines) == 4 and all(" ValueError: X: " in line for line in lines), run.stdout
+
+
+@pytest.mark.parametrize("form", ["tocoo", "tobsr", "todok", "tolil"])
+def test_estimators_on_other_sparse_formats_equal_csr(form):
+    X, y = sparse_problem(n=60, d=40, density=0.2)
+    a = fastnn.MLPClassifier((6,), max_iter=3, random_state=0).fit(X, y)
+    b = fastnn.MLPClassifier((6,), max_iter=3, random_state=0).fit(getattr(X, form)(), y)
+    for ca, cb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(ca, cb)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(getattr(X, form)()))
+    np.testing.assert_array_equal(a.predict_log_proba(X),
+                                  b.predict_log_proba(getattr(X, form)()))
