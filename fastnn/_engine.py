@@ -181,6 +181,10 @@ def run_epoch(net, X, y, optimizer, *, batch_size, order, alpha=0.0, sample_weig
         restored to the last ones known to give a finite loss (the start of the epoch, or of
         the epoch before when the first minibatch failed).
     """
+    if not isinstance(X, (np.ndarray, CSR)):  # e.g. a scipy.sparse matrix: not the engine's form
+        raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array or the validated sparse "
+                        f"input that fastnn.train.prepare_inputs returns, got "
+                        f"{type(X).__name__}")
     if X.dtype != net.dtype or X.ndim != 2 or not (isinstance(X, CSR) or X.flags.c_contiguous):
         raise TypeError(f"X must be a C-contiguous 2-D {net.dtype} array (see prepare_targets / "
                         f"fit for validation), got {X.dtype} {X.shape}")

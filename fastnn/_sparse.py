@@ -1,8 +1,9 @@
 """Sparse input: a scipy.sparse matrix validated once into :class:`CSR`, the form the engine
 reads in place (:mod:`fastnn.kernels.inputs`).
 
-Memory stays bounded by the non-zeros: a CSR matrix's arrays are used as they are (no copy when
-the values already have the network's dtype, memory-mapped arrays included), CSC and COO are
+Memory stays bounded by the non-zeros: a CSR matrix's value and index arrays are used as they
+are (no copy when the values already have the network's dtype, memory-mapped arrays included;
+only the row pointers, one integer per row, are copied), CSC and COO are
 converted to CSR once, and nothing ever densifies ``X``.  scipy itself is imported only by
 :meth:`CSR.to_scipy`: the checks here read the arrays that a sparse matrix carries.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CSR", "is_sparse", "as_csr"]
+__all__ = ["CSR", "is_sparse", "as_csr", "checked_csr"]
 
 #: values checked for finiteness per slice of ``data`` (bounds the check's temporaries)
 _CHUNK = 1 << 20
@@ -18,7 +19,8 @@ _CHUNK = 1 << 20
 
 class CSR:
     """A validated CSR matrix, or a subset of its rows: row ``r`` holds the non-zeros
-    ``starts[r]:ends[r]`` of ``data`` (the network's dtype) and ``indices`` (int32 or int64).
+    ``starts[r]:ends[r]`` of ``data`` (the network's dtype) and ``indices`` (int32 or int64);
+    ``starts`` and ``ends`` are fastnn's own arrays, ``data`` and ``indices`` may be the user's.
     Indices lie in ``[0, shape[1])`` and the values are finite; duplicates (summed) and
     unsorted indices are allowed.  Selecting rows (``X[rows]``: a validation split, a sample)
     shares ``data`` and ``indices`` and copies only the row bounds.
@@ -103,31 +105,82 @@ def as_csr(X, n_features, dtype, name="X"):
         X = X.to_scipy()
     if len(X.shape) != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.format != "csr":
-        X = X.tocsr()  # CSC, COO, ...: converted once, to arrays of the size of the non-zeros
     n, d = X.shape
     if d != n_features:
         raise ValueError(f"{name} has {d} features but the network expects {n_features}")
-    data = np.asarray(X.data)
-    if data.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers, got dtype {data.dtype}")
+    if X.format != "csr":
+        X = checked_csr(X, name)
+    data = _value_array(X.data, name)
     indices = _index_array(X.indices, name, "indices")
-    indptr = _index_array(X.indptr, name, "indptr")
-    if indptr.shape[0] != n + 1:
-        raise ValueError(f"{name}: indptr has {indptr.shape[0]} entries for {n} rows")
-    lo, hi = (int(indptr[0]), int(indptr[-1])) if n else (0, 0)
-    if n and (lo < 0 or np.any(np.diff(indptr) < 0)
-              or hi > min(indices.shape[0], data.shape[0])):
-        raise ValueError(f"{name}: indptr must be non-decreasing within the index and value "
-                         "arrays (a malformed CSR matrix)")
-    if hi > lo and (int(indices[lo:hi].min()) < 0 or int(indices[lo:hi].max()) >= d):
-        raise ValueError(f"{name}: column indices must lie in [0, {d})")
+    # the row bounds are a copy (n + 1 integers, never the size of the non-zeros): changing
+    # X.indptr while fastnn reads X (a fit callback, another thread) cannot move them outside
+    # the arrays they were checked against
+    indptr = np.array(_index_array(X.indptr, name, "indptr"))
+    lo, hi = _check_compressed(indptr, indices, data, n, d, name, "column")
     if data.dtype != dtype:
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             data = data.astype(dtype)
     data = np.ascontiguousarray(data)
     _check_values(X.data, data, indptr, lo, hi, dtype, name)
     return CSR(data, indices, indptr[:-1], indptr[1:], d)
+
+
+def _value_array(a, name):
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: its values (data) must be a 1-D array, got shape {a.shape}")
+    return a
+
+
+def _check_compressed(indptr, indices, data, n_major, n_minor, name, what):
+    """``(lo, hi)``, the span of ``indices``/``data`` that the ``n_major`` rows (CSR) or
+    columns (CSC) of ``indptr`` cover, after checking that every one of them is in bounds."""
+    if indptr.shape[0] != n_major + 1:
+        raise ValueError(f"{name}: indptr has {indptr.shape[0]} entries for {n_major} "
+                         f"{'rows' if what == 'column' else 'columns'}")
+    lo, hi = (int(indptr[0]), int(indptr[-1])) if n_major else (0, 0)
+    if n_major and (lo < 0 or np.any(np.diff(indptr) < 0)
+                    or hi > min(indices.shape[0], data.shape[0])):
+        raise ValueError(f"{name}: indptr must be non-decreasing within the index and value "
+                         "arrays (a malformed sparse matrix)")
+    if hi > lo and (int(indices[lo:hi].min()) < 0 or int(indices[lo:hi].max()) >= n_minor):
+        raise ValueError(f"{name}: {what} indices must lie in [0, {n_minor})")
+    return lo, hi
+
+
+def checked_csr(X, name="X"):
+    """A 2-D scipy.sparse matrix of a format other than CSR as a scipy CSR matrix, its index
+    arrays checked before scipy converts it: scipy's compiled conversions (CSC and COO to CSR,
+    BSR to CSR) index their output by the input's index arrays without bounds checks, so a
+    malformed matrix would write outside them.  Raises ``ValueError`` naming ``name``."""
+    n, d = X.shape
+    if X.format == "csc":
+        indices = _index_array(X.indices, name, "indices")
+        indptr = _index_array(X.indptr, name, "indptr")
+        lo, _ = _check_compressed(indptr, indices, _value_array(X.data, name), d, n, name, "row")
+        if lo != 0:  # scipy converts the non-zeros 0:indptr[-1] but places only lo:indptr[-1]
+            raise ValueError(f"{name}: a CSC matrix's indptr must start at 0, got {lo}")
+        return X.tocsr()
+    if X.format != "coo":  # BSR, DIA, LIL, DOK: scipy checks the COO it builds from them
+        try:
+            X = X.tocoo()
+        except ValueError as exc:
+            raise ValueError(f"{name}: a malformed {X.format.upper()} matrix ({exc})") from exc
+    data = _value_array(X.data, name)
+    coords = X.coords if hasattr(X, "coords") else (X.row, X.col)
+    if len(coords) != 2:
+        raise ValueError(f"{name}: a COO matrix needs 2 index arrays, got {len(coords)}")
+    for axis, (a, size) in enumerate(zip(coords, (n, d))):
+        a = _index_array(a, name, ("row", "col")[axis] + " indices")
+        if a.shape[0] != data.shape[0]:
+            raise ValueError(f"{name}: a COO matrix needs one row and column index per value "
+                             f"({data.shape[0]}), got {a.shape[0]}")
+        if a.shape[0] and (int(a.min()) < 0 or int(a.max()) >= size):
+            raise ValueError(f"{name}: {('row', 'column')[axis]} indices must lie in "
+                             f"[0, {size})")
+    return X.tocsr()
 
 
 def _check_values(source, data, indptr, lo, hi, dtype, name):

@@ -281,7 +281,8 @@ class BaseMLP(StochasticMixin, BaseEstimator):
     def _forward_pass_fast(self, X, check_input=True):
         """Output-layer values (probabilities, or predictions for the regressor)."""
         if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+            X = validate_data(self, checked_sparse(X), accept_sparse=["csr", "csc"],
+                              reset=False)
         net = self.network_
         out = net.forward(_engine_input(X, net.dtype))
         if self.out_activation_ == "exp":
@@ -321,6 +322,16 @@ def _check_weights(weights, name):
         raise ValueError(f"{name} must be >= 0, got a minimum of {float(weights.min())!r}")
     if weights.size and not weights.sum() > 0:
         raise ValueError(f"{name}: the weights sum to zero; give some samples a positive weight")
+
+
+def checked_sparse(X):
+    """``X`` for scikit-learn's ``validate_data``: a sparse matrix in a format other than CSR
+    and CSC is checked and converted to CSR here, since the conversion validate_data would run
+    (scipy's, compiled) writes by its index arrays unchecked; any other ``X`` is returned as is."""
+    if _sparse.is_sparse(X) and not isinstance(X, _sparse.CSR) and len(X.shape) == 2 \
+            and X.format not in ("csr", "csc"):
+        return _sparse.checked_csr(X, "X")
+    return X
 
 
 def _engine_input(X, dtype):

@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from fastnn.functional import log_softmax
 
 from . import _solvers
-from ._base import BaseMLP, _check_weights, _engine_input, compose_doc, store_params
+from ._base import (BaseMLP, _check_weights, _engine_input, checked_sparse, compose_doc,
+                    store_params)
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -83,7 +84,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            self, checked_sparse(X), y, accept_sparse=["csr", "csc"], multi_output=True,
             dtype=(np.float64, np.float32), reset=reset,
         )
         if y.ndim == 2 and y.shape[1] == 1:
@@ -199,7 +200,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         log-sigmoid pair for logistic outputs), never as ``log(predict_proba)``: no ``-inf``
         where a probability underflows."""
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        X = validate_data(self, checked_sparse(X), accept_sparse=["csr", "csc"],
+                          reset=False)
         z = self._logits(_engine_input(X, self.network_.dtype))
         if self.out_activation_ == "softmax":
             return log_softmax(z)

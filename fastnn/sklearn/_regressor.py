@@ -9,7 +9,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import _solvers
-from ._base import BaseMLP, compose_doc, store_params
+from ._base import BaseMLP, checked_sparse, compose_doc, store_params
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -69,7 +69,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
+            self, checked_sparse(X), y, accept_sparse=["csr", "csc"], multi_output=True,
+            y_numeric=True,
             dtype=(np.float64, np.float32), reset=reset,
         )
         if y.ndim == 2 and y.shape[1] == 1:
