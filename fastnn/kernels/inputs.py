@@ -140,7 +140,7 @@ def _first_product_ov(inp, n_rows, d_in, d_out, params, wo, ws, ao):
                 v = data[p]
                 c = wo + indices[p] * d_out
                 w = params[c:c + d_out]
-                for j in range(d_out):
+                for j in range(w.shape[0]):  # (== d_out for a validated index: never past W)
                     out[j] += v * w[j]
     return sparse
 
@@ -179,6 +179,6 @@ def _first_grad_ov(inp, n_rows, d_in, d_out, ws, do, scale, beta, out, oo):
                 v = s * data[p]
                 c = indices[p] * d_out
                 row = g[c:c + d_out]
-                for j in range(d_out):
+                for j in range(row.shape[0]):  # (== d_out for a validated index: never past dW)
                     row[j] += v * delta[j]
     return sparse
