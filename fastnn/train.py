@@ -143,7 +143,8 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
         ``X`` (``np.memmap``, ``np.load(..., mmap_mode="r")``) is never copied; each epoch reads
         shuffled blocks of rows into one buffer of ``block_bytes`` (default 64 MiB) and trains on
         them.  Given for an in-memory ``X``, it takes the same path (same weights as the memmap).
-        A sparse ``X`` ignores it: its rows are read in place, memory-mapped arrays included.
+        A sparse ``X`` does not use it (checked all the same): its rows are read in place,
+        memory-mapped arrays included.
 
     Raises
     ------
@@ -163,7 +164,10 @@ def fit(net, X, y, *, epochs, batch_size, optimizer, shuffle=True, seed=None,
     from fastnn._sparse import is_sparse
 
     # a sparse X is read in place (memory-mapped arrays too): rows, not blocks
-    blocked = not is_sparse(X) and (block_bytes is not None or stream.is_out_of_core(X))
+    sparse = is_sparse(X)
+    if sparse and block_bytes is not None:
+        stream._check_block_bytes(block_bytes)  # (unused, but a wrong value is still wrong)
+    blocked = not sparse and (block_bytes is not None or stream.is_out_of_core(X))
     if blocked:  # data larger than memory: validated and trained block by block, never copied
         X, y_eng, sw = stream.prepare_inputs(net, X, y, sample_weight, alpha,
                                              block_bytes=block_bytes)

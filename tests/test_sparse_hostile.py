@@ -188,3 +188,14 @@ def test_estimators_on_other_sparse_formats_equal_csr(form):
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(getattr(X, form)()))
     np.testing.assert_array_equal(a.predict_log_proba(X),
                                   b.predict_log_proba(getattr(X, form)()))
+
+
+def test_block_bytes_is_checked_for_sparse_input_too():
+    """``block_bytes`` does not apply to a sparse X (its rows are read in place), but a value
+    that is not a byte count is refused as it is for dense input."""
+    X = sp.random(20, 6, density=0.5, format="csr", random_state=0)
+    y = np.arange(20) % 2
+    net = fastnn.Network([6, 4, 2], seed=0)
+    with pytest.raises(ValueError, match="block_bytes must be an int >= 1"):
+        fastnn.fit(net, X, y, epochs=1, batch_size=4, optimizer=fastnn.SGD(0.1), block_bytes=-5)
+    fastnn.fit(net, X, y, epochs=1, batch_size=4, optimizer=fastnn.SGD(0.1), block_bytes=1 << 20)
