@@ -62,6 +62,7 @@ def prepare_targets(net, y, name="y"):
     """Targets in the engine's form: ``int64[n]`` labels (softmax; probability rows
     ``float[n, k]`` also allowed) or C-contiguous ``float[n, k]`` of ``net.dtype``
     (sigmoid, identity; a 1-D ``y`` is accepted when ``k == 1``).  Validates values."""
+    _not_sparse(y, name)
     y = np.asarray(y)
     k = net.layer_sizes[-1]
     if y.dtype.kind not in "biuf":
@@ -120,6 +121,7 @@ def prepare_inputs(net, X, y, sample_weight, alpha, xname="X", yname="y"):
 def prepare_weights(sample_weight, n, dtype):
     if sample_weight is None:
         return np.zeros(0, dtype=dtype)
+    _not_sparse(sample_weight, "sample_weight")
     sw = np.asarray(sample_weight)
     if sw.dtype.kind not in "biuf" or sw.shape != (n,):
         raise ValueError(f"sample_weight must be a 1-D array of {n} numbers, got shape {sw.shape}")
@@ -131,6 +133,15 @@ def prepare_weights(sample_weight, n, dtype):
         raise ValueError("sample_weight: the weights sum to zero; give some samples a positive "
                          "weight")
     return sw
+
+
+def _not_sparse(a, name):
+    """Targets and weights are dense: a scipy.sparse one would become a 0-d object array."""
+    from fastnn._sparse import is_sparse
+
+    if is_sparse(a):
+        raise TypeError(f"{name} must be a dense array, got a scipy.sparse matrix (only X may be "
+                        f"sparse): pass {name}.toarray()")
 
 
 def check_int(value, name, low):

@@ -199,3 +199,18 @@ def test_block_bytes_is_checked_for_sparse_input_too():
     with pytest.raises(ValueError, match="block_bytes must be an int >= 1"):
         fastnn.fit(net, X, y, epochs=1, batch_size=4, optimizer=fastnn.SGD(0.1), block_bytes=-5)
     fastnn.fit(net, X, y, epochs=1, batch_size=4, optimizer=fastnn.SGD(0.1), block_bytes=1 << 20)
+
+
+def test_sparse_targets_or_weights_are_refused_by_name():
+    """Only X may be sparse: a sparse y or sample_weight is refused with a TypeError that
+    names it (not a message about an 'object' dtype)."""
+    X = sp.random(12, 5, density=0.5, format="csr", random_state=0)
+    y = np.arange(12) % 2
+    net = fastnn.Network([5, 3, 2], seed=0)
+    fit = dict(epochs=1, batch_size=4, optimizer=fastnn.SGD(0.1))
+    with pytest.raises(TypeError, match=r"^y must be a dense array, got a scipy.sparse"):
+        fastnn.fit(net, X, sp.csr_matrix(np.eye(2)[y]), **fit)
+    with pytest.raises(TypeError, match=r"^sample_weight must be a dense array"):
+        fastnn.fit(net, X, y, sample_weight=sp.csr_matrix(np.ones((1, 12))), **fit)
+    with pytest.raises(TypeError, match=r"^y must be a dense array"):
+        net.loss_and_grad(X, sp.csr_matrix(np.eye(2)[y]))
