@@ -50,10 +50,7 @@ class LearningRateSchedule:
     """
 
     def __init__(self, est):
-        self.solver = est.solver
         self.learning_rate_init = float(est.learning_rate_init)
-        self.lr_schedule = est.learning_rate
-        self.power_t = est.power_t
         if est.solver == "sgd":
             self.engine = SGD(
                 lr=self.learning_rate_init,

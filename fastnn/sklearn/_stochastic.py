@@ -111,10 +111,7 @@ class StochasticMixin:
         net, schedule = self.network_, self._optimizer
         n_samples = X.shape[0]
         sw = _engine.weights_array(sample_weight, net.dtype)
-        lr_schedule = self.learning_rate if self.solver == "sgd" else "constant"
-        stop = _engine.stop_state(
-            self.tol, self.n_iter_no_change, self.best_loss_, self._no_improvement_count,
-            lr_schedule, schedule.learning_rate_init, self.power_t, self.t_)
+        stop = self._stop_state(early_stopping=False)
         out_kind = _engine.OUT_POISSON if self.out_activation_ == "exp" else None
         # without an earlier fit of this shape, the first block is one epoch, timed
         key = (tuple(net.layer_sizes), batch_size, n_samples, net.dtype.name)
