@@ -5,7 +5,8 @@ Each row runs in new Python processes:
      the whole command;
   2. the first-ever digits ``MLPClassifier((100,)).fit`` in a new process, empty cache
      (the fit alone, timed inside the process, and the whole process);
-  3. ``fastnn warmup`` (every kernel, float32 and float64), empty cache;
+  3. ``fastnn warmup`` (every kernel, float32 and float64; one worker process per dtype where
+     there are two cores), empty cache, and the same with ``--jobs 1`` (one process);
   4. a new process with a warm cache: its first digits fit, loading included, against
      scikit-learn's first fit in a new process (the same estimator parameters).
 
@@ -84,9 +85,10 @@ def main():
           f"{statistics.median(fits):.2f} s, whole process {statistics.median(walls):.2f} s, "
           f"CPU {statistics.median(cpus):.2f} s  [{load()}]")
 
-    wall, cpu, out = run(fastnn_cli + ["warmup"], fresh_env())
-    print(f"fastnn warmup (both dtypes, empty cache): wall {wall:.1f} s, CPU {cpu:.1f} s  "
-          f"[{load()}]\n  {out.splitlines()[0]}")
+    for extra, how in (([], "default jobs"), (["--jobs", "1"], "--jobs 1")):
+        wall, cpu, out = run(fastnn_cli + ["warmup"] + extra, fresh_env())
+        print(f"fastnn warmup ({how}, both dtypes, empty cache): wall {wall:.1f} s, CPU "
+              f"{cpu:.1f} s  [{load()}]\n  {out.splitlines()[0]}")
 
     env = fresh_env()
     run([exe, "-c", FIT.format(module="fastnn")], env)  # fills the cache

@@ -255,6 +255,9 @@ def _add_warmup(sub):
                    help="dtypes to compile (default: both)")
     p.add_argument("--sparse", action="store_true",
                    help="also compile the kernels that read sparse (CSR) input")
+    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="processes compiling at once, one dtype each (default: the usable "
+                   "cores; 1: everything in this process)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_run_warmup)
 
@@ -264,7 +267,8 @@ def _run_warmup(args):
 
     from fastnn.warmup import DTYPES, warmup
 
-    report = warmup(DTYPES if args.dtype == "both" else (args.dtype,), sparse=args.sparse)
+    report = warmup(DTYPES if args.dtype == "both" else (args.dtype,), sparse=args.sparse,
+                    jobs=args.jobs)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
     return 0
 

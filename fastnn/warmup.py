@@ -13,12 +13,21 @@ and the public softmax/loss functions — for float32 and float64, on tiny array
 time of each step and how many kernel specialisations were compiled versus loaded from the cache.
 With ``sparse=True`` it also compiles the epoch, forward pass and gradient that read a sparse
 (CSR, int32 indices as scipy makes them) input.
+
+Compiling is single-threaded, so with both dtypes and more than one usable core each dtype is
+compiled in its own ``fastnn warmup --dtype D`` process, at the same time.  Numba writes each
+kernel's cache index by reading, extending and replacing it, so two processes that save versions
+of one kernel at the same instant can drop one entry; that is why this process then loads every
+kernel itself, and compiles (and saves) whatever a worker's entry is missing: when it returns,
+every kernel is in the cache and loaded here.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
+import subprocess
 import sys
 import time
 import types
@@ -186,7 +195,43 @@ def _functional(dtype, rng):
     F.squared_error(z, probs)
 
 
-def warmup(dtypes=DTYPES, verbose=False, sparse=False):
+def usable_cores():
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _start_worker(dtype, sparse):
+    """A ``fastnn warmup --dtype dtype`` process, writing the same cache as this one."""
+    from numba.core import config
+
+    env = dict(os.environ)
+    if config.CACHE_DIR:
+        env["NUMBA_CACHE_DIR"] = config.CACHE_DIR
+    args = [sys.executable, "-m", "fastnn", "warmup", "--dtype", dtype, "--jobs", "1", "--json"]
+    return subprocess.Popen(args + (["--sparse"] if sparse else []), env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _worker_report(dtype, proc):
+    """The JSON report of a worker, or None (with a warning) when it failed: this process then
+    compiles that dtype itself."""
+    import warnings
+
+    out, err = proc.communicate()
+    try:
+        if proc.returncode:
+            raise ValueError(f"exit status {proc.returncode}: {err.strip()[-500:]}")
+        return json.loads(out)
+    except ValueError as exc:
+        warnings.warn(f"fastnn warmup: the {dtype} worker process failed ({exc}); compiling "
+                      f"{dtype} in this process instead", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
     """Compile (or load from the cache) every fastnn kernel for ``dtypes``; return a report.
 
     Parameters
@@ -197,12 +242,17 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False):
         Print the report (one line per step) when done.
     sparse : bool
         Also compile the kernels that read sparse (CSR) input (``fastnn warmup --sparse``).
+    jobs : int or None
+        Processes that compile at once, one dtype each (at most ``len(dtypes)``); ``None``: the
+        usable cores.  ``1`` compiles everything in this process.
 
     Returns
     -------
     WarmupReport
-        ``seconds`` (total), ``steps`` (per entry point and dtype), ``compiled`` / ``loaded``
-        (kernel specialisations compiled now vs loaded from the cache) and ``cache_dir``.
+        ``seconds`` (total), ``steps`` (per entry point and dtype; with worker processes, the
+        workers' steps, which ran at the same time, then this process's check that every
+        kernel loads), ``compiled`` / ``loaded`` (kernel specialisations compiled now vs
+        loaded from the cache, in every process) and ``cache_dir``.
     """
     if isinstance(dtypes, str):
         dtypes = (dtypes,)
@@ -210,17 +260,29 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False):
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
         raise ValueError(f"dtypes must be a non-empty subset of {DTYPES}, got {dtypes!r}")
+    if jobs is None:
+        jobs = usable_cores()
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)):
+        raise TypeError(f"jobs must be an int or None, got {type(jobs).__name__}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     report = WarmupReport(dtypes=dtypes, cache_dir=cache_dir())
     t_start = time.perf_counter()
+    workers = {}
+    if min(jobs, len(dtypes)) > 1:
+        workers = {d: _start_worker(d, sparse) for d in dtypes}
+        workers = {d: _worker_report(d, p) for d, p in workers.items()}
+    t_here = time.perf_counter()
     dispatchers = _dispatchers()
     hits0, misses0 = _cache_counts(dispatchers)
     rng = np.random.default_rng(0)
+    here = []
 
     for dtype in dtypes:
         def step(name, fn, dtype=dtype):
             t0 = time.perf_counter()
             fn()
-            report.steps.append((name, dtype, time.perf_counter() - t0))
+            here.append((name, dtype, time.perf_counter() - t0))
 
         _engine_kernels(dtype, rng, step)
         step("functional (softmax, losses)", lambda dtype=dtype: _functional(dtype, rng))
@@ -230,6 +292,17 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False):
 
     hits, misses = _cache_counts(dispatchers)
     report.loaded, report.compiled = hits - hits0, misses - misses0
+    done = {d: r for d, r in workers.items() if r is not None}
+    if done:  # this process only loaded what the workers compiled, and compiled what was lost
+        report.loaded = sum(r["loaded"] for r in done.values())
+        report.compiled += sum(r["compiled"] for r in done.values())
+        report.steps = [(s["name"], s["dtype"], s["seconds"]) for d in dtypes if d in done
+                        for s in done[d]["steps"]]
+        report.steps += [row for row in here if row[1] not in done]
+        report.steps.append(("check: every kernel loads here", "+".join(dtypes),
+                             time.perf_counter() - t_here))
+    else:
+        report.steps = here
     report.seconds = time.perf_counter() - t_start
     if verbose:
         print(report)

@@ -21,7 +21,9 @@ def test_warmup_covers_both_dtypes_and_every_output(capsys):
         for output, kind in W._OUTPUTS:
             assert (f"epoch+forward ({output}/{kind})", dtype) in names
         assert ("functional (softmax, losses)", dtype) in names
-    assert report.seconds >= sum(s for _, _, s in report.steps) > 0
+    # (with one worker process per dtype, the dtypes' steps ran at the same time)
+    for dtype in ("float32", "float64"):
+        assert report.seconds >= sum(s for _, d, s in report.steps if d == dtype) > 0
     # every kernel this process used came from the cache or was compiled now (and is cached now)
     assert report.compiled + report.loaded > 0 or all(
         d.signatures for d in W._dispatchers() if d.__name__ == "train_epochs")
@@ -110,3 +112,67 @@ def test_sparse_warmup_compiles_the_csr_kernels():
     assert again.compiled == 0
     plain = fastnn.warmup(dtypes="float32")
     assert not any("sparse" in n for n, _, _ in plain.steps)
+
+
+def test_jobs_is_checked():
+    with pytest.raises(TypeError, match="jobs must be an int or None, got float"):
+        fastnn.warmup(jobs=2.0)
+    with pytest.raises(TypeError, match="jobs must be an int or None, got bool"):
+        fastnn.warmup(jobs=True)
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        fastnn.warmup(jobs=0)
+
+
+def test_one_job_compiles_in_this_process(monkeypatch):
+    def no_worker(*args):
+        raise AssertionError("jobs=1 started a worker process")
+
+    monkeypatch.setattr(W, "_start_worker", no_worker)
+    report = fastnn.warmup(jobs=1)
+    assert report.seconds >= sum(s for _, _, s in report.steps) > 0
+    assert not any(n.startswith("check:") for n, _, _ in report.steps)
+
+
+def test_a_failed_worker_is_compiled_here(monkeypatch):
+    """A worker that dies leaves its dtype to this process, with a warning naming it."""
+    import json
+
+    def failing(dtype, sparse):
+        report = json.dumps({"compiled": 0, "loaded": 5, "steps": []})
+        code = "import sys; sys.exit(3)" if dtype == "float64" else f"print({report!r})"
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    monkeypatch.setattr(W, "_start_worker", failing)
+    with pytest.warns(RuntimeWarning, match=r"the float64 worker process failed \(exit "
+                                            r"status 3"):
+        report = fastnn.warmup(jobs=2)
+    assert report.loaded == 5  # the float32 worker's report
+    names = {(n, d) for n, d, _ in report.steps}
+    assert ("epoch+forward (softmax/labels)", "float64") in names  # compiled (loaded) here
+    assert ("check: every kernel loads here", "float32+float64") in names
+
+
+@pytest.mark.slow  # an empty cache: both dtypes compiled from scratch, in two processes
+def test_parallel_warmup_leaves_a_complete_cache(tmp_path):
+    """``fastnn warmup --jobs 2`` into an empty cache compiles each dtype in a worker process,
+    and a new process then loads every kernel: nothing is compiled twice or lost."""
+    import json
+    import os
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def warm(*args):
+        out = subprocess.run([sys.executable, "-m", "fastnn", "warmup", "--json", *args],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    first = warm("--jobs", "2")
+    steps = {(s["name"], s["dtype"]) for s in first["steps"]}
+    for dtype in ("float32", "float64"):
+        assert ("epoch+forward (softmax/labels)", dtype) in steps
+    assert ("check: every kernel loads here", "float32+float64") in steps
+    assert first["compiled"] > 50
+    again = warm("--jobs", "1")
+    assert again["compiled"] == 0 and again["loaded"] > 0
