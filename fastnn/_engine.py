@@ -134,8 +134,8 @@ def run_epochs(net, X, targets, sw, optimizer, *, batch_size, orders, alpha=0.0,
     steps_per_epoch = -(-m // batch_size)
     stop = np.zeros(0) if stop is None else stop
     losses = np.zeros(n_epochs)
-    s1, s2 = optimizer._buffers(net.params)
-    hp = optimizer._hparams()
+    s1, s2 = optimizer.buffers(net.params)
+    hp = optimizer.hyperparameters()
     kind = net.out_kind if out_kind is None else int(out_kind)
     with _lock(net):
         ws, grad, snapshots = _buffers(net, batch_size, sparse)

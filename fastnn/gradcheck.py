@@ -164,7 +164,7 @@ def _check_network(net, X, y, *, eps, alpha, sample_weight, max_checks, rng):
 
 
 def _as_float64(net):
-    ref = net._like("float64")
+    ref = net.zeros_like("float64")
     ref.params[...] = net.params
     return ref
 

@@ -220,7 +220,7 @@ def _load(archive):
 
     meta, n_params = _read_meta(archive)
     try:
-        net = Network._blank(meta["layer_sizes"], list(meta["activations"]) or "identity",
+        net = Network.zeros(meta["layer_sizes"], list(meta["activations"]) or "identity",
                              meta["output"], meta["dtype"], meta.get("loss"))
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"holds an invalid network description: {exc}") from None

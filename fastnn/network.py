@@ -105,8 +105,7 @@ class Network:
         self._init_params(_random_state(seed))
 
     @classmethod
-    def _blank(cls, layer_sizes, activation="relu", output="softmax", dtype="float32",
-               loss=None):
+    def zeros(cls, layer_sizes, activation="relu", output="softmax", dtype="float32", loss=None):
         """A validated network whose parameters are all zero, for callers that set every one of
         them (loading, the estimators' scikit-learn initialisation, a float64 twin): drawing
         random weights first costs ~0.2 s for a 784-4096-4096-10 network."""
@@ -362,14 +361,14 @@ class Network:
     # ------------------------------------------------------------------ misc
     def copy(self):
         """An independent copy (same architecture, copied parameters)."""
-        new = self._like()
+        new = self.zeros_like()
         new.params[...] = self.params
         return new
 
-    def _like(self, dtype=None):
-        """A :meth:`_blank` network of this architecture (``dtype``: this one's by default)."""
-        return Network._blank(self.layer_sizes, list(self.activations) or "identity",
-                              self.output, self.dtype if dtype is None else dtype, self.loss)
+    def zeros_like(self, dtype=None):
+        """A :meth:`zeros` network of this architecture (``dtype``: this one's by default)."""
+        return Network.zeros(self.layer_sizes, list(self.activations) or "identity",
+                             self.output, self.dtype if dtype is None else dtype, self.loss)
 
     def save(self, path):
         """Write the network to ``path`` (see :func:`fastnn.save`)."""

@@ -63,8 +63,9 @@ class _Optimizer:
         self.t = 0
         self._states = None
 
-    def _buffers(self, params):
-        """(state1, state2) for ``params``, allocated (zeros) on first use or for another
+    def buffers(self, params):
+        """The state buffers ``(state1, state2)`` the kernels update for ``params`` (SGD: the
+        velocity or ``float[0]``, and ``float[0]``; Adam: ``m`` and ``v``), allocated (zeros) on first use or for another
         parameter buffer -- another network, even one of the same shape, starts afresh (``t``
         back to 0) -- and again when the number of states changes (e.g. ``SGD.momentum`` set to
         or from 0).  The buffer is remembered by a weak reference: the optimizer does not keep
@@ -92,7 +93,10 @@ class _Optimizer:
             state["_states"] = (*state["_states"][:2], None)
         return state
 
-    def _hparams(self):
+    def hyperparameters(self):
+        """A new ``float64[5]`` of the hyperparameters as the kernels take them (SGD:
+        ``(lr, momentum, nesterov, 0, 0)``; Adam/AdamW: ``(lr, beta1, beta2, eps,
+        weight_decay)``); a learning-rate schedule run by the engine updates ``[0]``."""
         raise NotImplementedError
 
     def step(self, params, grad):
@@ -111,8 +115,8 @@ class _Optimizer:
             raise ValueError(f"grad must have the shape of params {params.shape}, got {grad.shape}")
         if grad.dtype != params.dtype:
             raise TypeError(f"grad must have the dtype of params ({params.dtype}), got {grad.dtype}")
-        s1, s2 = self._buffers(params)
-        _k.optimizer_step(self.kind, self._hparams(), params,
+        s1, s2 = self.buffers(params)
+        _k.optimizer_step(self.kind, self.hyperparameters(), params,
                           np.ascontiguousarray(grad), s1, s2, self.t + 1)
         self.t += 1
 
@@ -136,7 +140,7 @@ class SGD(_Optimizer):
     def _n_states(self):  # from the current momentum: it may be set after construction
         return 1 if self.momentum > 0 else 0
 
-    def _hparams(self):
+    def hyperparameters(self):
         return np.array([self.lr, self.momentum, float(self.nesterov), 0.0, 0.0])
 
     def _config(self):
@@ -157,7 +161,7 @@ class Adam(_Optimizer):
         self.weight_decay = 0.0
         super().__init__(lr)
 
-    def _hparams(self):
+    def hyperparameters(self):
         return np.array([self.lr, self.beta1, self.beta2, self.eps, self.weight_decay])
 
     def _config(self):

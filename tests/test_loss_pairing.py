@@ -102,7 +102,7 @@ def test_network_matches_reference(dtype):
     assert loss == pytest.approx(rloss, rel=tol)
     np.testing.assert_allclose(grad, rgrad, rtol=tol * 10, atol=tol * np.abs(rgrad).max())
     # not the binary cross-entropy pair: same weights, a different loss and gradient
-    bce = Network._blank(net.layer_sizes, list(net.activations), "sigmoid", dtype)
+    bce = Network.zeros(net.layer_sizes, list(net.activations), "sigmoid", dtype)
     bce.params[...] = net.params
     other_loss, _ = bce.loss_and_grad(X, Y)
     assert other_loss != pytest.approx(net.loss_and_grad(X, Y)[0], rel=1e-3)

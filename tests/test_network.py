@@ -303,12 +303,12 @@ def test_zero_dimensional_inputs_raise_value_errors_naming_them():
 
 def test_blank_network_is_validated_and_has_zero_parameters():
     # loading, the estimators and gradcheck set every parameter themselves: no random draws
-    net = Network._blank([3, 5, 2], "tanh", "sigmoid", "float64")
+    net = Network.zeros([3, 5, 2], "tanh", "sigmoid", "float64")
     assert net.params.dtype == np.float64 and not net.params.any()
     assert list(net.activations) == ["tanh"]
     assert net.output == "sigmoid" and net.weights[0].shape == (3, 5)
     with pytest.raises(ValueError, match="layer_sizes must have at least 2 entries"):
-        Network._blank([3])
+        Network.zeros([3])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

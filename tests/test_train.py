@@ -375,7 +375,7 @@ def test_epoch_flushes_subnormal_optimizer_state():
     net.weights[0][:, 0] = 0.0
     net.biases[0][0] = -100.0
     opt = fastnn.Adam()
-    m, v = opt._buffers(net.params)
+    m, v = opt.buffers(net.params)
     dead = np.concatenate([np.arange(4) * 8, [net.tables[2][0]], net.tables[1][1] + np.arange(3)])
     m[dead] = 1e-39  # subnormal in float32
     v[dead] = 1.0

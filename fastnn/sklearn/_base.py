@@ -168,7 +168,7 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._out_activation()
-        net = Network._blank(
+        net = Network.zeros(
             layer_units,
             activation=self.activation,
             output=_ENGINE_OUTPUT[self.out_activation_],
