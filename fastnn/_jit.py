@@ -24,13 +24,13 @@ from numba.core import event
 
 from fastnn._hooks import blas_library, stamp_cache
 
-__all__ = ["FASTMATH", "jit", "CacheFallbackWarning", "on_first_compile"]
+__all__ = ["FASTMATH", "jit", "CacheFallbackWarning", "on_first_compile", "caching"]
 
 #: Fast-math flags used by every kernel: reassociation (vectorised reductions), contraction
 #: (FMA), reciprocal and approximate functions, no signed zeros.  Never ``nnan``/``ninf``.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-_warned = False
+_warned = False  # set when a kernel could not be cached (and the warning was given)
 
 
 class CacheFallbackWarning(UserWarning):
@@ -76,6 +76,12 @@ def jit(fn=None, *, cache: bool = True, **options):
         return numba.njit(cache=False, **opts)(f)
 
     return decorate if fn is None else decorate(fn)
+
+
+def caching():
+    """Whether the kernels defined so far write their machine code to the disk cache (False
+    after a :class:`CacheFallbackWarning`: each process compiles its own)."""
+    return not _warned
 
 
 class _Compiles(event.Listener):

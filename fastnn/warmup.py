@@ -210,6 +210,9 @@ def _start_worker(dtype, sparse):
     env = dict(os.environ)
     if config.CACHE_DIR:
         env["NUMBA_CACHE_DIR"] = config.CACHE_DIR
+    # the worker imports this very fastnn (a checkout on a sys.path entry added at run time too)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     args = [sys.executable, "-m", "fastnn", "warmup", "--dtype", dtype, "--jobs", "1", "--json"]
     return subprocess.Popen(args + (["--sparse"] if sparse else []), env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -268,12 +271,14 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     report = WarmupReport(dtypes=dtypes, cache_dir=cache_dir())
     t_start = time.perf_counter()
+    from fastnn._jit import caching
+
     workers = {}
-    if min(jobs, len(dtypes)) > 1:
+    dispatchers = _dispatchers()
+    if min(jobs, len(dtypes)) > 1 and caching():  # (without a cache, workers compile in vain)
         workers = {d: _start_worker(d, sparse) for d in dtypes}
         workers = {d: _worker_report(d, p) for d, p in workers.items()}
     t_here = time.perf_counter()
-    dispatchers = _dispatchers()
     hits0, misses0 = _cache_counts(dispatchers)
     rng = np.random.default_rng(0)
     here = []

@@ -133,6 +133,43 @@ def test_one_job_compiles_in_this_process(monkeypatch):
     assert not any(n.startswith("check:") for n, _, _ in report.steps)
 
 
+def test_no_workers_without_a_disk_cache(monkeypatch):
+    """Kernels that cannot be cached (a read-only install) are compiled here: a worker's
+    compile would be lost with it."""
+    import fastnn._jit
+
+    def no_worker(*args):
+        raise AssertionError("a worker process was started without a disk cache")
+
+    monkeypatch.setattr(W, "_start_worker", no_worker)
+    monkeypatch.setattr(fastnn._jit, "_warned", True)
+    assert not fastnn._jit.caching()
+    report = fastnn.warmup(jobs=2)
+    assert not any(n.startswith("check:") for n, _, _ in report.steps)
+
+
+def test_the_worker_imports_this_fastnn(monkeypatch):
+    """A worker gets this fastnn's directory first on PYTHONPATH, and the cache directory."""
+    import os
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, args, env, **kwargs):
+            seen["args"], seen["env"] = args, env
+
+    monkeypatch.setattr(subprocess, "Popen", Recorder)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    W._start_worker("float64", True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    assert seen["env"]["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
+    assert seen["args"][1:] == ["-m", "fastnn", "warmup", "--dtype", "float64", "--jobs", "1",
+                                "--json", "--sparse"]
+    from numba.core import config
+    if config.CACHE_DIR:
+        assert seen["env"]["NUMBA_CACHE_DIR"] == config.CACHE_DIR
+
+
 def test_a_failed_worker_is_compiled_here(monkeypatch):
     """A worker that dies leaves its dtype to this process, with a warning naming it."""
     import json
