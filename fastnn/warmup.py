@@ -219,16 +219,19 @@ def _start_worker(dtype, sparse):
 
 
 def _worker_report(dtype, proc):
-    """The JSON report of a worker, or None (with a warning) when it failed: this process then
-    compiles that dtype itself."""
+    """A worker's counts and steps (from its JSON report), or None (with a warning) when it
+    failed: this process then compiles that dtype itself."""
     import warnings
 
     out, err = proc.communicate()
     try:
         if proc.returncode:
             raise ValueError(f"exit status {proc.returncode}: {err.strip()[-500:]}")
-        return json.loads(out)
-    except ValueError as exc:
+        raw = json.loads(out)
+        return {"compiled": int(raw["compiled"]), "loaded": int(raw["loaded"]),
+                "steps": [(str(s["name"]), str(s["dtype"]), float(s["seconds"]))
+                          for s in raw["steps"]]}
+    except (ValueError, KeyError, TypeError) as exc:
         warnings.warn(f"fastnn warmup: the {dtype} worker process failed ({exc}); compiling "
                       f"{dtype} in this process instead", RuntimeWarning, stacklevel=3)
         return None
@@ -276,8 +279,16 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
     workers = {}
     dispatchers = _dispatchers()
     if min(jobs, len(dtypes)) > 1 and caching():  # (without a cache, workers compile in vain)
-        workers = {d: _start_worker(d, sparse) for d in dtypes}
-        workers = {d: _worker_report(d, p) for d, p in workers.items()}
+        procs = {}
+        try:
+            for d in dtypes:
+                procs[d] = _start_worker(d, sparse)
+            workers = {d: _worker_report(d, p) for d, p in procs.items()}
+        finally:  # interrupted: no worker outlives the call
+            for p in procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
     t_here = time.perf_counter()
     hits0, misses0 = _cache_counts(dispatchers)
     rng = np.random.default_rng(0)
@@ -301,8 +312,7 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
     if done:  # this process only loaded what the workers compiled, and compiled what was lost
         report.loaded = sum(r["loaded"] for r in done.values())
         report.compiled += sum(r["compiled"] for r in done.values())
-        report.steps = [(s["name"], s["dtype"], s["seconds"]) for d in dtypes if d in done
-                        for s in done[d]["steps"]]
+        report.steps = [row for d in dtypes if d in done for row in done[d]["steps"]]
         report.steps += [row for row in here if row[1] not in done]
         report.steps.append(("check: every kernel loads here", "+".join(dtypes),
                              time.perf_counter() - t_here))

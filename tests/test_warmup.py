@@ -170,24 +170,49 @@ def test_the_worker_imports_this_fastnn(monkeypatch):
         assert seen["env"]["NUMBA_CACHE_DIR"] == config.CACHE_DIR
 
 
-def test_a_failed_worker_is_compiled_here(monkeypatch):
-    """A worker that dies leaves its dtype to this process, with a warning naming it."""
+def test_an_interrupted_warmup_leaves_no_worker(monkeypatch):
+    started = []
+
+    def sleeper(dtype, sparse):
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return started[-1]
+
+    def interrupted(dtype, proc):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(W, "_start_worker", sleeper)
+    monkeypatch.setattr(W, "_worker_report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fastnn.warmup(jobs=2)
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
+
+
+@pytest.mark.parametrize("failure, message", [
+    ("import sys; sys.stderr.write('boom'); sys.exit(3)", r"exit status 3: boom"),
+    ("print('not json')", r"Expecting value"),
+    ("print('{\"compiled\": 1}')", r"'loaded'"),
+])
+def test_a_failed_worker_is_compiled_here(monkeypatch, failure, message):
+    """A worker that dies or reports nonsense leaves its dtype to this process, with a
+    warning naming it."""
     import json
 
     def failing(dtype, sparse):
-        report = json.dumps({"compiled": 0, "loaded": 5, "steps": []})
-        code = "import sys; sys.exit(3)" if dtype == "float64" else f"print({report!r})"
+        report = json.dumps({"compiled": 0, "loaded": 5, "steps": [
+            {"name": "epoch+forward (softmax/labels)", "dtype": "float32", "seconds": 0.5}]})
+        code = {"float64": failure, "float32": f"print({report!r})"}[dtype]
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
     monkeypatch.setattr(W, "_start_worker", failing)
-    with pytest.warns(RuntimeWarning, match=r"the float64 worker process failed \(exit "
-                                            r"status 3"):
+    with pytest.warns(RuntimeWarning, match=r"the float64 worker process failed \(.*"
+                                            + message):
         report = fastnn.warmup(jobs=2)
     assert report.loaded == 5  # the float32 worker's report
-    names = {(n, d) for n, d, _ in report.steps}
+    names = [(n, d) for n, d, _ in report.steps]
+    assert names[0] == ("epoch+forward (softmax/labels)", "float32")  # the worker's step
     assert ("epoch+forward (softmax/labels)", "float64") in names  # compiled (loaded) here
-    assert ("check: every kernel loads here", "float32+float64") in names
+    assert names[-1] == ("check: every kernel loads here", "float32+float64")
 
 
 @pytest.mark.slow  # an empty cache: both dtypes compiled from scratch, in two processes
