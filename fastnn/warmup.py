@@ -203,26 +203,38 @@ def usable_cores():
         return os.cpu_count() or 1
 
 
+#: a worker's program: ``fastnn warmup`` of the fastnn in ``sys.argv[1]``.  Not ``-m fastnn``,
+#: which puts the working directory first on ``sys.path``: a ``fastnn`` there (a checkout of
+#: another version) would run instead of this one and compile its own kernels in vain.
+_WORKER = ("import sys; sys.path[:] = [sys.argv.pop(1)] + [p for p in sys.path if p]; "
+           "from fastnn.cli import main; sys.exit(main())")
+
+
 def _start_worker(dtype, sparse):
-    """A ``fastnn warmup --dtype dtype`` process, writing the same cache as this one."""
+    """A ``fastnn warmup --dtype dtype`` process of this very fastnn (a checkout on a
+    ``sys.path`` entry added at run time too), writing the same cache as this one."""
     from numba.core import config
 
     env = dict(os.environ)
     if config.CACHE_DIR:
         env["NUMBA_CACHE_DIR"] = config.CACHE_DIR
-    # the worker imports this very fastnn (a checkout on a sys.path entry added at run time too)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-    args = [sys.executable, "-m", "fastnn", "warmup", "--dtype", dtype, "--jobs", "1", "--json"]
+    args = [sys.executable, "-c", _WORKER, here, "warmup", "--dtype", dtype, "--jobs", "1",
+            "--json"]
     return subprocess.Popen(args + (["--sparse"] if sparse else []), env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _failed(dtype, why, stacklevel):
+    import warnings
+
+    warnings.warn(f"fastnn warmup: the {dtype} worker process failed ({why}); compiling "
+                  f"{dtype} in this process instead", RuntimeWarning, stacklevel=stacklevel)
 
 
 def _worker_report(dtype, proc):
     """A worker's counts and steps (from its JSON report), or None (with a warning) when it
     failed: this process then compiles that dtype itself."""
-    import warnings
-
     out, err = proc.communicate()
     try:
         if proc.returncode:
@@ -232,8 +244,7 @@ def _worker_report(dtype, proc):
                 "steps": [(str(s["name"]), str(s["dtype"]), float(s["seconds"]))
                           for s in raw["steps"]]}
     except (ValueError, KeyError, TypeError) as exc:
-        warnings.warn(f"fastnn warmup: the {dtype} worker process failed ({exc}); compiling "
-                      f"{dtype} in this process instead", RuntimeWarning, stacklevel=3)
+        _failed(dtype, exc, stacklevel=4)
         return None
 
 
@@ -278,12 +289,17 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
 
     workers = {}
     dispatchers = _dispatchers()
-    if min(jobs, len(dtypes)) > 1 and caching():  # (without a cache, workers compile in vain)
+    # (without a cache, workers compile in vain; an embedded interpreter may have no executable)
+    if min(jobs, len(dtypes)) > 1 and caching() and sys.executable:
         procs = {}
         try:
             for d in dtypes:
-                procs[d] = _start_worker(d, sparse)
-            workers = {d: _worker_report(d, p) for d, p in procs.items()}
+                try:
+                    procs[d] = _start_worker(d, sparse)
+                except OSError as exc:  # (an executable that is gone or not a program)
+                    _failed(d, f"cannot start {sys.executable}: {exc}", stacklevel=3)
+            for d, p in procs.items():
+                workers[d] = _worker_report(d, p)
         finally:  # interrupted: no worker outlives the call
             for p in procs.values():
                 if p.poll() is None:

@@ -149,7 +149,7 @@ def test_no_workers_without_a_disk_cache(monkeypatch):
 
 
 def test_the_worker_imports_this_fastnn(monkeypatch):
-    """A worker gets this fastnn's directory first on PYTHONPATH, and the cache directory."""
+    """A worker runs the fastnn of this fastnn's directory, with the cache directory."""
     import os
 
     seen = {}
@@ -159,15 +159,53 @@ def test_the_worker_imports_this_fastnn(monkeypatch):
             seen["args"], seen["env"] = args, env
 
     monkeypatch.setattr(subprocess, "Popen", Recorder)
-    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     W._start_worker("float64", True)
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
-    assert seen["env"]["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
-    assert seen["args"][1:] == ["-m", "fastnn", "warmup", "--dtype", "float64", "--jobs", "1",
-                                "--json", "--sparse"]
+    assert seen["args"][1:] == ["-c", W._WORKER, root, "warmup", "--dtype", "float64", "--jobs",
+                                "1", "--json", "--sparse"]
     from numba.core import config
     if config.CACHE_DIR:
         assert seen["env"]["NUMBA_CACHE_DIR"] == config.CACHE_DIR
+
+
+@pytest.mark.slow  # a worker process (loading one dtype from the cache the tests above filled)
+def test_a_fastnn_in_the_working_directory_does_not_run_as_the_worker(tmp_path, monkeypatch):
+    """``python -m fastnn`` would import the ``fastnn`` of the working directory (a checkout
+    of another version) before this one; the worker is this fastnn."""
+    shadow = tmp_path / "fastnn"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    (shadow / "__main__.py").write_text(
+        "print('{\"compiled\": 0, \"loaded\": 0, \"steps\": [{\"name\": \"shadow\", "
+        "\"dtype\": \"float32\", \"seconds\": 0.0}]}')")
+    monkeypatch.chdir(tmp_path)
+    report = W._worker_report("float32", W._start_worker("float32", False))
+    names = {(n, d) for n, d, _ in report["steps"]}
+    assert ("shadow", "float32") not in names
+    assert ("epoch+forward (softmax/labels)", "float32") in names
+
+
+@pytest.mark.parametrize("executable", ["", None])
+def test_no_workers_without_a_python_executable(monkeypatch, executable):
+    """An embedded interpreter may have no ``sys.executable``: everything is compiled here."""
+    def no_worker(*args):
+        raise AssertionError("a worker process was started without an executable")
+
+    monkeypatch.setattr(W, "_start_worker", no_worker)
+    monkeypatch.setattr(sys, "executable", executable)
+    report = fastnn.warmup(jobs=2)
+    assert {d for _, d, _ in report.steps} == {"float32", "float64"}
+    assert not any(n.startswith("check:") for n, _, _ in report.steps)
+
+
+def test_a_worker_that_cannot_start_is_compiled_here(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with pytest.warns(RuntimeWarning, match=r"worker process failed \(cannot start "
+                                            r".*no-such-python") as caught:
+        report = fastnn.warmup(jobs=2)
+    assert sorted(str(w.message).split()[3] for w in caught) == ["float32", "float64"]
+    assert {d for _, d, _ in report.steps} == {"float32", "float64"}
+    assert not any(n.startswith("check:") for n, _, _ in report.steps)
 
 
 def test_an_interrupted_warmup_leaves_no_worker(monkeypatch):
