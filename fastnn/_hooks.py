@@ -1,6 +1,7 @@
 """Every private hook fastnn takes into numba, NumPy and SciPy, each with the reason for it.
 
 * :func:`stamp_cache` -- numba's private cache-file ``_source_stamp``.
+* :func:`cache_path` -- numba's private ``_cache_path`` of a cached kernel.
 * :func:`blas_library` -- the BLAS the compiled kernels call: the OpenBLAS NumPy itself links
   (found through the private extension module ``numpy._core._multiarray_umath``), or SciPy's
   (through ``scipy.linalg.cython_blas.__pyx_capi__``, whose layout is a Cython detail).
@@ -16,7 +17,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-__all__ = ["stamp_cache", "BlasLibrary", "blas_library", "cython_blas", "ENV_BLAS"]
+__all__ = ["stamp_cache", "cache_path", "BlasLibrary", "blas_library", "cython_blas", "ENV_BLAS"]
 
 
 def stamp_cache(dispatcher, stamp):
@@ -31,6 +32,17 @@ def stamp_cache(dispatcher, stamp):
     if cache_file is not None and hasattr(cache_file, "_source_stamp"):
         cache_file._source_stamp = (cache_file._source_stamp, stamp)
     return dispatcher
+
+
+def cache_path(dispatcher):
+    """The directory numba reads and writes ``dispatcher``'s cache files in, or None.
+
+    Why: numba chooses it when the kernel is defined -- ``NUMBA_CACHE_DIR``, else
+    ``__pycache__`` next to the source, else (not writable: a read-only install) a user-wide
+    cache directory -- and says which only on this private attribute.
+    """
+    path = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
+    return path if isinstance(path, str) else None
 
 
 # --------------------------------------------------------------------------- BLAS

@@ -53,8 +53,8 @@ class WarmupReport:
     steps : list of (name, dtype, seconds) — one entry per entry point and dtype.
     compiled : int — kernel specialisations compiled in this call (cache misses).
     loaded : int — kernel specialisations loaded from the cache (cache hits).
-    cache_dir : str — where numba reads and writes the cache (``NUMBA_CACHE_DIR`` or
-        ``__pycache__`` next to the kernels).
+    cache_dir : str — where numba reads and writes the cache (``NUMBA_CACHE_DIR``, else
+        ``__pycache__`` next to the kernels, or the user-wide cache when that is read-only).
     dtypes : tuple of str
     """
 
@@ -107,12 +107,19 @@ def _cache_counts(dispatchers):
 
 
 def cache_dir():
-    """Where numba keeps fastnn's compiled kernels."""
+    """Where numba keeps fastnn's compiled kernels: ``NUMBA_CACHE_DIR``, else the directory it
+    chose for them (``__pycache__`` next to the kernels or, when that is not writable, the
+    user-wide cache)."""
     from numba.core import config
 
     import fastnn.kernels as pkg
+    from fastnn._hooks import cache_path
 
-    return config.CACHE_DIR or os.path.join(os.path.dirname(pkg.__file__), "__pycache__")
+    if config.CACHE_DIR:
+        return config.CACHE_DIR
+    paths = {cache_path(d) for d in _dispatchers()} - {None}
+    return paths.pop() if len(paths) == 1 else os.path.join(os.path.dirname(pkg.__file__),
+                                                            "__pycache__")
 
 
 def _targets(kind, n, k, dtype, rng):

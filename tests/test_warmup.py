@@ -276,3 +276,21 @@ def test_parallel_warmup_leaves_a_complete_cache(tmp_path):
     assert first["compiled"] > 50
     again = warm("--jobs", "1")
     assert again["compiled"] == 0 and again["loaded"] > 0
+
+
+@pytest.mark.slow  # a subprocess
+def test_cache_dir_is_where_numba_keeps_the_kernels_of_a_read_only_install(tmp_path):
+    """Without ``NUMBA_CACHE_DIR`` and with a ``__pycache__`` it cannot write (an install
+    owned by another user), numba keeps the kernels in the user-wide cache: the report says so."""
+    import os
+
+    code = ("import numba.core.caching as c; "
+            "c.InTreeCacheLocator.from_function = classmethod(lambda cls, f, p: None); "
+            "from fastnn.warmup import cache_dir; print(cache_dir())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    where = out.stdout.strip()
+    assert where.startswith(str(tmp_path / "numba")) and os.path.isdir(where)
