@@ -246,7 +246,9 @@ def _worker_report(dtype, proc):
     try:
         if proc.returncode:
             raise ValueError(f"exit status {proc.returncode}: {err.strip()[-500:]}")
-        raw = json.loads(out)
+        # the report is the last object that starts a line: numba's debugging output
+        # (NUMBA_DEBUG_CACHE and the like) goes to the same stdout before it
+        raw = json.loads(out[out.rfind("\n{\n") + 1:])
         return {"compiled": int(raw["compiled"]), "loaded": int(raw["loaded"]),
                 "steps": [(str(s["name"]), str(s["dtype"]), float(s["seconds"]))
                           for s in raw["steps"]]}

@@ -253,6 +253,21 @@ def test_a_failed_worker_is_compiled_here(monkeypatch, failure, message):
     assert names[-1] == ("check: every kernel loads here", "float32+float64")
 
 
+@pytest.mark.slow  # a worker process (loading one dtype from the cache the tests above filled)
+def test_a_worker_may_print_numba_debugging_output(monkeypatch):
+    """``NUMBA_DEBUG_CACHE=1`` makes numba print a line per cache file to stdout, before the
+    worker's report: the report is still read (no warning, no compiling a dtype twice)."""
+    import warnings
+
+    monkeypatch.setenv("NUMBA_DEBUG_CACHE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = W._worker_report("float32", W._start_worker("float32", False))
+    assert ("epoch+forward (softmax/labels)", "float32") in {(n, d) for n, d, _ in
+                                                              report["steps"]}
+    assert report["loaded"] + report["compiled"] > 0
+
+
 @pytest.mark.slow  # an empty cache: both dtypes compiled from scratch, in two processes
 def test_parallel_warmup_leaves_a_complete_cache(tmp_path):
     """``fastnn warmup --jobs 2`` into an empty cache compiles each dtype in a worker process,
