@@ -249,8 +249,8 @@ def _add_warmup(sub):
                        "later processes start fast",
                        description="Compile -- or load from numba's cache -- every fastnn kernel "
                        "and report the time per step and in total. Run it once per machine (after "
-                       "installing, in an image build, on each cluster worker); NUMBA_CACHE_DIR "
-                       "chooses where the compiled kernels are kept.")
+                       "installing, in an image build, on one worker per machine of a cluster); "
+                       "NUMBA_CACHE_DIR chooses where the compiled kernels are kept.")
     p.add_argument("--dtype", choices=["both", "float32", "float64"], default="both",
                    help="dtypes to compile (default: both)")
     p.add_argument("--sparse", action="store_true",

@@ -3,8 +3,8 @@
 Numba compiles a kernel the first time it is called with new argument types and, with
 ``cache=True`` (:mod:`fastnn._jit`), writes the machine code to ``__pycache__`` next to the
 source or to ``NUMBA_CACHE_DIR``.  A user pays the compile cost once per machine: run
-:func:`warmup` (or ``fastnn warmup``) after installing, in a Docker build step, or on each worker
-of a cluster, and every later process loads the kernels from the cache.
+:func:`warmup` (or ``fastnn warmup``) after installing, in a Docker build step, or on one worker
+per machine of a cluster, and every later process loads the kernels from the cache.
 
 :func:`warmup` drives every entry point that Python code calls — the training epoch for every
 output type (softmax with labels and with probability rows, sigmoid, identity; SGD and Adam;
