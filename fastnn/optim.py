@@ -65,12 +65,14 @@ class _Optimizer:
 
     def buffers(self, params):
         """The state buffers ``(state1, state2)`` the kernels update for ``params`` (SGD: the
-        velocity or ``float[0]``, and ``float[0]``; Adam: ``m`` and ``v``), allocated (zeros) on first use or for another
-        parameter buffer -- another network, even one of the same shape, starts afresh (``t``
-        back to 0) -- and again when the number of states changes (e.g. ``SGD.momentum`` set to
-        or from 0).  The buffer is remembered by a weak reference: the optimizer does not keep
-        a network alive, and a new buffer at a freed one's address is still a new buffer.
-        Only state that was pickled is adopted by a buffer of its size and dtype."""
+        velocity or ``float[0]``, and ``float[0]``; Adam: ``m`` and ``v``).
+
+        Allocated (zeros) on first use or for another parameter buffer -- another network, even
+        one of the same shape, starts afresh (``t`` back to 0) -- and again when the number of
+        states changes (e.g. ``SGD.momentum`` set to or from 0).  The buffer is remembered by a
+        weak reference: the optimizer does not keep a network alive, and a new buffer at a freed
+        one's address is still a new buffer.  Only state that was pickled is adopted by a buffer
+        of its size and dtype."""
         st, n = self._states, params.shape[0]
         if st is not None and st[2] is None and st[0].dtype == params.dtype \
                 and max(st[0].shape[0], st[1].shape[0]) == n:  # unpickled: adopt the buffer
