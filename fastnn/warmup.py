@@ -253,8 +253,33 @@ def _worker_report(dtype, proc):
                 "steps": [(str(s["name"]), str(s["dtype"]), float(s["seconds"]))
                           for s in raw["steps"]]}
     except (ValueError, KeyError, TypeError) as exc:
-        _failed(dtype, exc, stacklevel=4)
+        _failed(dtype, exc, stacklevel=5)
         return None
+
+
+def _run_workers(dtypes, sparse):
+    """One worker process per dtype, at the same time: ``{dtype: its report or None}`` (None:
+    it failed, with a warning).  No workers without a disk cache (they would compile in vain)
+    or without an executable (an embedded interpreter)."""
+    from fastnn._jit import caching
+
+    if not (caching() and sys.executable):
+        return {}
+    workers, procs = {}, {}
+    try:
+        for d in dtypes:
+            try:
+                procs[d] = _start_worker(d, sparse)
+            except OSError as exc:  # (an executable that is gone or not a program)
+                _failed(d, f"cannot start {sys.executable}: {exc}", stacklevel=4)
+        for d, p in procs.items():
+            workers[d] = _worker_report(d, p)
+    finally:  # interrupted: no worker outlives the call
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return workers
 
 
 def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
@@ -294,26 +319,8 @@ def warmup(dtypes=DTYPES, verbose=False, sparse=False, jobs=None):
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     report = WarmupReport(dtypes=dtypes, cache_dir=cache_dir())
     t_start = time.perf_counter()
-    from fastnn._jit import caching
-
-    workers = {}
     dispatchers = _dispatchers()
-    # (without a cache, workers compile in vain; an embedded interpreter may have no executable)
-    if min(jobs, len(dtypes)) > 1 and caching() and sys.executable:
-        procs = {}
-        try:
-            for d in dtypes:
-                try:
-                    procs[d] = _start_worker(d, sparse)
-                except OSError as exc:  # (an executable that is gone or not a program)
-                    _failed(d, f"cannot start {sys.executable}: {exc}", stacklevel=3)
-            for d, p in procs.items():
-                workers[d] = _worker_report(d, p)
-        finally:  # interrupted: no worker outlives the call
-            for p in procs.values():
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+    workers = _run_workers(dtypes, sparse) if min(jobs, len(dtypes)) > 1 else {}
     t_here = time.perf_counter()
     hits0, misses0 = _cache_counts(dispatchers)
     rng = np.random.default_rng(0)
