@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 
-from _interleave import interleave, load_average, report  # benchmarks/ is on sys.path
+from _interleave import interleave, load_average, report, timed  # benchmarks/ is on sys.path
 
 BATCH, HIDDEN, EPOCHS = 200, 100, 40
 
@@ -86,14 +86,8 @@ def peak(dtype, n=1024, reps=5):
     a = np.random.default_rng(1).random((n, n)).astype(dtype)
     c = np.empty_like(a)
     np.matmul(a, a, out=c)
-    best = min(_timed(np.matmul, a, a, c) for _ in range(reps))
+    best = min(timed(np.matmul, a, a, out=c) for _ in range(reps))
     return 2 * n ** 3 / best / 1e9
-
-
-def _timed(f, a, b, c):
-    t0 = time.perf_counter()
-    f(a, b, out=c)
-    return time.perf_counter() - t0
 
 
 def main():
